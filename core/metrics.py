@@ -1,0 +1,59 @@
+"""Prometheus metric objects, defined once per process when this module is first imported.
+
+Core records them (chat turns, logins, storage errors), so the app and the CLI count alike;
+the app exposes them at /metrics. Names follow Prometheus conventions: base units (seconds),
+``_total`` for counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+_RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 400)
+
+LLM_REQUESTS = Counter(
+    "ledger_llm_requests_total",
+    "LLM requests by model, backend and outcome (ok, error, cancelled).",
+    ["model", "backend", "outcome"],
+)
+LLM_TTFT = Histogram(
+    "ledger_llm_time_to_first_token_seconds",
+    "Time from sending a request to the first streamed token.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+LLM_DURATION = Histogram(
+    "ledger_llm_request_duration_seconds",
+    "Whole duration of an LLM request, stream included.",
+    ["model"],
+    buckets=_DURATION_BUCKETS,
+)
+LLM_PROMPT_TOKENS = Counter(
+    "ledger_llm_prompt_tokens_total", "Prompt tokens sent to models.", ["model"]
+)
+LLM_COMPLETION_TOKENS = Counter(
+    "ledger_llm_completion_tokens_total", "Completion tokens received from models.", ["model"]
+)
+LLM_TOKENS_PER_SECOND = Histogram(
+    "ledger_llm_tokens_per_second",
+    "Generation speed of completed replies (completion tokens / generation seconds).",
+    ["model"],
+    buckets=_RATE_BUCKETS,
+)
+LLM_ACTIVE_STREAMS = Gauge("ledger_llm_active_streams", "Replies being streamed right now.")
+LOGINS = Counter(
+    "ledger_logins_total",
+    "Login attempts by outcome (ok, bad_credentials, locked, disabled).",
+    ["outcome"],
+)
+LOCKOUTS = Counter("ledger_lockouts_total", "Accounts locked after repeated failed logins.")
+QUOTA_REFUSALS = Counter(
+    "ledger_quota_refusals_total", "Prompts refused because the daily token quota was used up."
+)
+STORAGE_ERRORS = Counter(
+    "ledger_storage_errors_total",
+    "Failures talking to a backing store, by service (postgres, redis).",
+    ["service"],
+)

