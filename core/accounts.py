@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.config import get_settings
-from core.errors import Conflict, InvalidInput
+from core.errors import AuthenticationFailed, Conflict, InvalidInput
 from core.models import ROLES, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,32}$")
@@ -173,3 +173,28 @@ def create_user(
     except IntegrityError:
         raise Conflict("That username or email is taken.") from None
     return user
+
+
+_DUMMY_HASH: dict[int, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A real hash at the configured cost, so unknown usernames cost what known ones do."""
+    rounds = get_settings().bcrypt_rounds
+    if rounds not in _DUMMY_HASH:
+        _DUMMY_HASH[rounds] = hash_password("dummy password for timing", rounds=rounds)
+    return _DUMMY_HASH[rounds]
+
+
+def authenticate(db: Session, *, username: str, password: str) -> Identity:
+    """Check a username and password; the failure never says which of the two was wrong.
+
+    (Lockout and login bookkeeping are added by the accounts feature.)
+    """
+    user = get_by_username(db, username=username[:64])
+    if user is None:
+        verify_password(password, _dummy_hash())
+        raise AuthenticationFailed("Wrong username or password.")
+    if not verify_password(password, user.password_hash) or user.disabled:
+        raise AuthenticationFailed("Wrong username or password.")
+    return Identity.of(user)

@@ -47,3 +47,7 @@ class QuotaExceeded(LedgerError):
 
 class AccountLocked(LedgerError):
     """Too many failed logins; the message says when to try again."""
+
+
+class AuthenticationFailed(LedgerError):
+    """Wrong username or password (never says which)."""
