@@ -25,6 +25,14 @@ class ServiceUnavailable(LedgerError):
         super().__init__(f"{service} is not reachable at {url}: {reason}")
 
 
+class DataDirectoryError(LedgerError):
+    """DATA_DIR, or an embedded server's folder in it, is not usable; nothing in it was changed."""
+
+
+class SchemaError(LedgerError):
+    """The database schema is not, or cannot be brought to, the one this code works with."""
+
+
 class InvalidInput(LedgerError):
     """A value given by a user breaks a rule; ``field`` names the input."""
 

