@@ -87,6 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from core.services import explain
+
+        explained = explain(exc)  # a lost database or Redis connection: one line
+        if explained is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {explained}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,8 +15,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.urls import check_database_url, check_redis_url, redact_url
 
 LLMBackendName = Literal["auto", "ollama", "llamacpp"]
+MIN_COOKIE_KEY = 32
 
 
 def _source_root() -> Path | None:
@@ -89,16 +91,22 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _postgres_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql", "postgres://")):
-            raise ValueError("must start with postgresql:// (or postgresql+psycopg://)")
-        return value
+    def _postgres_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_database_url(value)
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value)
+
+    @field_validator("auth_cookie_key")
+    @classmethod
+    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_COOKIE_KEY:
+            raise ValueError(
+                f"must be at least {MIN_COOKIE_KEY} characters (try: python -c "
+                '"import secrets; print(secrets.token_urlsafe(48))")'
+            )
         return value
 
     @field_validator("ollama_host")
@@ -113,19 +121,22 @@ _SECRET_SETTINGS = {"AUTH_COOKIE_KEY"}
 
 
 def _explain(exc: ValidationError) -> str:
-    from core.services import redact_url
-
+    """One line naming every bad variable; secrets and URL passwords are never shown."""
     lines = []
     for err in exc.errors():
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        message = str(err["msg"]).removeprefix("Value error, ")
         shown = err.get("input")
-        if name in _SECRET_SETTINGS:
-            lines.append(f"{name}: {err['msg']}")
+        if name in _SECRET_SETTINGS or isinstance(shown, SecretStr):
+            lines.append(f"{name} (value hidden): {message}")
             continue
-        if isinstance(shown, str) and name.endswith("_URL"):
-            shown = redact_url(shown)
-        lines.append(f"{name}: {err['msg']} (got {shown!r})")
-    return "Invalid configuration: " + "; ".join(lines)
+        if isinstance(shown, str):
+            if "://" in shown or name.endswith("_URL"):
+                shown = redact_url(shown)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+        lines.append(f"{name}={shown!r}: {message}")
+    return "Invalid configuration: " + "; ".join(lines) + "."
 
 
 def load_settings(**overrides: object) -> Settings:

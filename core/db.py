@@ -12,10 +12,13 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import get_settings
+from core.errors import ConfigError
 from core.services import database_url
+from core.urls import redact_url
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -24,14 +27,20 @@ _factories: dict[str, sessionmaker[Session]] = {}
 
 def make_engine(url: str) -> Engine:
     """An engine with settings that suit a Streamlit server (many short transactions)."""
-    return create_engine(
-        url,
-        pool_pre_ping=True,  # a restarted PostgreSQL costs one retry, not an error page
-        pool_size=10,
-        max_overflow=20,
-        pool_timeout=10,
-        connect_args={"connect_timeout": 5, "application_name": "ledger"},
-    )
+    try:
+        return create_engine(
+            url,
+            pool_pre_ping=True,  # a restarted PostgreSQL costs one retry, not an error page
+            pool_size=10,
+            max_overflow=20,
+            pool_timeout=10,
+            connect_args={"connect_timeout": 5, "application_name": "ledger"},
+        )
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"DATABASE_URL={redact_url(url)!r}: not a valid URL "
+            "(expected postgresql://user:password@host:5432/database)"
+        ) from None
 
 
 def get_engine(url: str | None = None) -> Engine:

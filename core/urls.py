@@ -7,7 +7,7 @@ start, and by ``core.services``, which shows where it connects.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 _SECRET_PARAMS = {"password", "sslpassword", "pass", "passwd"}
 
@@ -30,7 +30,11 @@ def redact_url(url: str) -> str:
             query = urlencode(
                 [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*"
             )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    rebuilt = f"{parts.scheme}://{netloc}{parts.path}"  # keeps "unix:///path" intact
+    rebuilt += f"?{query}" if query else ""
+    return rebuilt + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import health, services
+from core import services, startup
+from core.errors import LedgerError
 
 st.title("Ledger")
 st.caption("Finance chat assistant for analysts")
 st.subheader("Services")
-checks = {c.name: c for c in (probe() for probe in health.PROBES)}
-for info in services.describe():
-    check = checks.get(info.name.lower())
+
+problems = startup.check_services()
+try:
+    infos = services.describe()
+except LedgerError:
+    infos = []  # invalid settings: the problem line says which variable
+for info in infos:
     kind = "embedded" if info.embedded else "configured"
-    line = f"**{info.name}** ({kind}): `{info.url}`"
-    if check is None or check.ok:
-        st.success(f"{line} — connected" + (f" in {check.ms} ms" if check else ""))
-    else:
-        st.error(f"{line} — {check.detail}")
+    st.markdown(f"**{info.name}** ({kind}): `{info.url}`")
+for problem in problems:
+    st.error(problem)
+if not problems:
+    st.success("PostgreSQL and Redis answer, and the database schema is up to date.")
