@@ -50,8 +50,15 @@ class Identity:
 # --- validation (pure) --------------------------------------------------------------------
 
 
+# Zero-width (non-)joiners are format characters that scripts such as Persian and Hindi, and
+# emoji sequences, need; the other format characters (bidi overrides...) can disguise a name.
+_JOINERS = {"\u200c", "\u200d"}
+
+
 def _has_control(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in value)
+    return any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in _JOINERS for ch in value
+    )
 
 
 def validate_username(username: str) -> str:
@@ -126,12 +133,19 @@ def verify_password(password: str, password_hash: str) -> bool:
 
 
 def get_by_username(db: Session, *, username: str) -> User | None:
-    """Case-insensitive lookup."""
+    """Case-insensitive lookup. A name no account can have (NUL bytes, lone surrogates, any
+    length) is not sent to PostgreSQL, which would refuse it with an error."""
+    if not USERNAME_RE.fullmatch(username.strip()):
+        return None
     stmt = select(User).where(func.lower(User.username) == username.strip().lower())
     return db.scalars(stmt).one_or_none()
 
 
 def get_by_email(db: Session, *, email: str) -> User | None:
+    try:
+        validate_email(email)
+    except InvalidInput:
+        return None  # no account has it, and PostgreSQL might refuse the text
     stmt = select(User).where(func.lower(User.email) == email.strip().lower())
     return db.scalars(stmt).one_or_none()
 

@@ -51,7 +51,14 @@ def make_message(
 
 
 def _encode(message: Message) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (possible from a notebook, never from a browser) cannot be sent as
+        # UTF-8; JSON's \u escapes carry it, and json.loads gives back the exact string.
+        text = json.dumps(message, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def _decode(raw: str | bytes) -> Message:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
 import redis
+from hypothesis import HealthCheck, assume, given, settings
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import accounts, history, sessions, usage
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from core.models import LlmCall
+from tests.strategies import any_text, ten_kilobytes
 
 PASSWORD = "correct horse battery"
 
@@ -212,3 +215,113 @@ def test_usage_outcome_is_checked(dbs: Session) -> None:
             duration_ms=0,
             outcome="maybe",
         )
+
+
+# --- any text: stored exactly, or refused by validation --------------------------------------
+
+DB_EXAMPLES = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+_serial = itertools.count()
+
+
+def fresh_user(dbs: Session, display_name: str = "Analyst") -> uuid.UUID:
+    n = next(_serial)
+    return accounts.create_user(
+        dbs,
+        username=f"user{n}",
+        email=f"user{n}@example.com",
+        display_name=display_name,
+        password=PASSWORD,
+    ).id
+
+
+@DB_EXAMPLES
+@given(name=any_text)
+def test_any_display_name_that_validates_is_stored_exactly(dbs: Session, name: str) -> None:
+    try:
+        expected = accounts.validate_display_name(name)
+    except InvalidInput:
+        assume(False)
+    uid = fresh_user(dbs, display_name=name)
+    dbs.commit()
+    dbs.expire_all()
+    assert accounts.get_by_id(dbs, user_id=uid).display_name == expected  # type: ignore[union-attr]
+
+
+@DB_EXAMPLES
+@given(title=any_text)
+def test_any_title_is_stored_as_cleaned_or_refused(dbs: Session, title: str) -> None:
+    uid = fresh_user(dbs)
+    row = sessions.create(dbs, user_id=uid)
+    try:
+        expected = sessions.clean_title(title)
+    except InvalidInput:
+        with pytest.raises(InvalidInput):
+            sessions.rename(dbs, user_id=uid, session_id=row.id, title=title)
+        return
+    sessions.rename(dbs, user_id=uid, session_id=row.id, title=title)
+    dbs.commit()
+    dbs.expire_all()
+    assert sessions.get_for_owner(dbs, user_id=uid, session_id=row.id).title == expected
+
+
+@DB_EXAMPLES
+@given(content=any_text | ten_kilobytes)
+def test_any_message_comes_back_from_redis_exactly(r: redis.Redis, content: str) -> None:
+    sid = uuid.uuid4()
+    history.append(
+        r, session_id=sid, message=history.make_message("assistant", content, stats={content: 1})
+    )
+    (msg,) = history.read_last(r, session_id=sid, n=1)
+    assert msg["content"] == content and msg["stats"] == {content: 1}
+
+
+def test_a_one_megabyte_message_round_trips(r: redis.Redis) -> None:
+    sid = uuid.uuid4()
+    content = "Q3 «EBITDA» 李 🧾 " * 60_000
+    history.append(r, session_id=sid, message=history.make_message("user", content))
+    assert history.read_all(r, session_id=sid)[0]["content"] == content
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["nul\x00byte", "lone\ud800surrogate", "x" * 10_000, "alice' OR '1'='1", ""],
+    ids=["nul", "surrogate", "10kB", "sql", "empty"],
+)
+def test_looking_up_a_name_no_account_can_have_finds_nothing(dbs: Session, username: str) -> None:
+    make_user(dbs, "alice")
+    assert accounts.get_by_username(dbs, username=username) is None
+    assert accounts.get_by_email(dbs, email=username + "@example.com") is None
+    with pytest.raises(AuthenticationFailed):
+        accounts.authenticate(dbs, username=username, password=PASSWORD)
+    assert accounts.get_by_username(dbs, username="alice") is not None  # session still usable
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "message"),
+    [
+        ("display_name", {"display_name": "d" * 10_000}, "at most 100"),
+        ("email", {"email": "e" * 10_000 + "@example.com"}, "valid email"),
+        ("password", {"password": "p" * 10_000}, "at most 1024"),
+    ],
+)
+def test_ten_kilobyte_account_fields_are_refused_with_a_message(
+    dbs: Session, field: str, values: dict[str, str], message: str
+) -> None:
+    fields = {
+        "username": "tenkb",
+        "email": "tenkb@example.com",
+        "display_name": "Ten",
+        "password": PASSWORD,
+    }
+    with pytest.raises(InvalidInput, match=message) as caught:
+        accounts.create_user(dbs, **(fields | values))
+    assert caught.value.field == field
+
+
+def test_a_ten_kilobyte_prompt_makes_a_shortened_title(dbs: Session) -> None:
+    uid = make_user(dbs)
+    row = sessions.create(dbs, user_id=uid, title="Explain   EBITDA\n" * 600)
+    assert len(row.title) == sessions.MAX_TITLE and row.title.endswith("…")
+    assert "\n" not in row.title
