@@ -16,14 +16,23 @@ LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 WHEELHOUSE ?= $(HOME)/.cache/ledger/llama-$(LLAMA_VERSION)-portable
 
-.PHONY: help install run test lint typecheck pytest migrate lock clean
+# The machine's own servers, for `make test-services` (CI runs it when they answer).
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: help install run test lint typecheck pytest test-services migrate lock clean
 
 help:
 	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
 	@echo "make test   ruff + mypy + the whole test suite"
+	@echo "make test-services   integration tests against TEST_DATABASE_URL / TEST_REDIS_URL"
 
 $(STAMP): pyproject.toml requirements.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { \
+	  $(if $(PYTHON),$(PYTHON),false) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	    echo "error: Ledger needs Python 3.11 or newer (found: $(if $(PYTHON),$$($(PYTHON) --version 2>/dev/null || echo "nothing runnable") at $(PYTHON),no python3)). Install it, or run: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)" >&2; \
+	    exit 1; }; \
+	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
 	  echo "building llama-cpp-python $(LLAMA_VERSION) (portable, about 3 minutes, once per machine)"; \
@@ -54,6 +63,14 @@ pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The integration tests against other servers (each run creates and drops its own database;
+# the Redis database is flushed, so give concurrent runs different ones). The multi-process
+# tests of the embedded servers never use these URLs, so they are not repeated here.
+test-services: install
+	@echo "pytest tests/integration on TEST_DATABASE_URL and TEST_REDIS_URL (not echoed: they may hold passwords)"
+	@TEST_DATABASE_URL='$(TEST_DATABASE_URL)' TEST_REDIS_URL='$(TEST_REDIS_URL)' \
+	  $(BIN)/pytest tests/integration --ignore=tests/integration/test_embedded_services.py $(PYTEST_ARGS)
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 lock: install

@@ -8,6 +8,8 @@ Alembic; each test starts from empty tables and an empty Redis database.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import secrets
 import shutil
@@ -85,7 +87,12 @@ def _libpq_to_url(url: str, dbname: str) -> str:
 def redis_url(work_dir: Path) -> Iterator[str]:
     configured = os.environ.get("TEST_REDIS_URL")
     if configured:
-        yield configured
+        # Tests flush this database: two runs on one machine (CI and a developer) take turns.
+        digest = hashlib.sha256(configured.encode()).hexdigest()[:12]
+        lock = Path(tempfile.gettempdir()) / f"ledger-test-redis-{digest}.lock"
+        with lock.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield configured
         return
     server = services.open_embedded_redis(work_dir / "redis-data")
     yield server.url
