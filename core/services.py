@@ -679,10 +679,15 @@ def redis_client(settings: Settings | None = None) -> redis.Redis:
                         f"REDIS_URL={redact_url(settings.redis_url)!r}: not a valid URL ({exc})"
                     ) from None
             else:
-                handle = open_embedded_redis(
-                    settings.data_dir, appendfsync=settings.redis_appendfsync
-                )
-                _embedded_redis[handle.rdir] = handle
+                rdir = settings.data_dir.expanduser().resolve() / "redis"
+                handle = _embedded_redis.get(rdir)
+                if handle is None:
+                    handle = open_embedded_redis(
+                        settings.data_dir, appendfsync=settings.redis_appendfsync
+                    )
+                    _embedded_redis[handle.rdir] = handle
+                else:  # after reset(): count this process in again, restart a dead server
+                    handle.open()
                 client = handle.connect(timeout=5, retries=2)
             _redis_clients[key] = client
     return client
