@@ -14,6 +14,8 @@ compare ``scrape(app)`` before and after, with the helpers below.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.app_server import AppServer, get
+from tests.support.deploy import healthcheck_command
 from tests.support.fake_ollama import FakeOllama
 from tests.support.redis_server import RedisServer
 
@@ -52,6 +55,14 @@ def scrape(app: AppServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float
         for family in text_string_to_metric_families(reply.text)
         for s in family.samples
     }
+
+
+def image_healthcheck(app: AppServer) -> int:
+    """Exit status of deploy/Dockerfile's HEALTHCHECK command run against this app."""
+    command = healthcheck_command()
+    assert command[0] == "python"
+    env = {"PATH": "/usr/bin:/bin", "STREAMLIT_SERVER_PORT": str(app.port)}
+    return subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True).returncode
 
 
 def wait_for_health(app: AppServer, status: int, within: float = 15.0) -> dict:
@@ -166,8 +177,14 @@ def test_healthz_turns_503_while_redis_is_down_and_200_once_it_is_back(
         assert body["checks"]["redis"]["detail"].startswith("Redis is not reachable at redis://")
         assert body["checks"]["postgres"]["ok"] is True
         assert scrape(app)[redis_errors] >= before + 1
+        assert image_healthcheck(app) != 0
     finally:
         redis_server.start()
 
     body = wait_for_health(app, 200)  # same app process: it reconnects by itself
     assert body["checks"]["redis"]["ok"] is True
+    assert image_healthcheck(app) == 0
+
+
+def test_the_image_healthcheck_passes_against_a_healthy_app(app: AppServer) -> None:
+    assert image_healthcheck(app) == 0
