@@ -3,16 +3,23 @@ llama.cpp, non-root, a /healthz HEALTHCHECK, and no secret in the image or its c
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 import shlex
 import subprocess
-from pathlib import PurePosixPath
 
 import pytest
 
-from tests.support.deploy import DOCKERFILE, ROOT, healthcheck_command, instructions, stages, tool
+from tests.support.deploy import (
+    DOCKERFILE,
+    ROOT,
+    dockerignore_patterns,
+    healthcheck_command,
+    ignored,
+    instructions,
+    stages,
+    tool,
+)
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -103,47 +110,16 @@ def test_the_image_starts_the_app_entry_point() -> None:
     assert json.loads(cmd) == ["streamlit", "run", "app/main.py"]
 
 
-# --- .dockerignore (Docker's rules: last matching pattern wins; a match on a parent counts) --
-
-
-def _ignored(path: str, patterns: list[str]) -> bool:
-    parts = PurePosixPath(path).parts
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        pat = pattern.lstrip("!").strip("/")
-        for candidate in candidates:
-            pieces = [pat] + ([pat[3:]] if pat.startswith("**/") else [])
-            if any(
-                fnmatch.fnmatchcase(candidate, p)
-                or fnmatch.fnmatchcase(candidate, p.replace("**/", "*/"))
-                for p in pieces
-            ):
-                ignored = not negate
-                break
-    return ignored
-
-
-@pytest.fixture(scope="module")
-def ignore_patterns() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
 @pytest.mark.parametrize(
     "path", [".env", ".data/postgres/PG_VERSION", ".venv/bin/python", ".git/config",
              "core/__pycache__/db.cpython-311.pyc", ".streamlit/secrets.toml", "tests/conftest.py"]
 )  # fmt: skip
-def test_secrets_data_and_tooling_stay_out_of_the_build_context(
-    ignore_patterns: list[str], path: str
-) -> None:
-    assert _ignored(path, ignore_patterns)
+def test_secrets_data_and_tooling_stay_out_of_the_build_context(path: str) -> None:
+    assert ignored(path, dockerignore_patterns())
 
 
-def test_everything_the_dockerfile_copies_is_in_the_build_context(
-    ignore_patterns: list[str],
-) -> None:
+def test_everything_the_dockerfile_copies_is_in_the_build_context() -> None:
+    ignore_patterns = dockerignore_patterns()
     sources = []
     for word, args in instructions():
         if word == "COPY" and "--from" not in args:
@@ -154,4 +130,4 @@ def test_everything_the_dockerfile_copies_is_in_the_build_context(
             rel = path.relative_to(ROOT).as_posix()
             assert path.exists(), f"COPY {rel}: no such file"
             if "__pycache__" not in rel:
-                assert not _ignored(rel, ignore_patterns), f"{rel} is excluded by .dockerignore"
+                assert not ignored(rel, ignore_patterns), f"{rel} is excluded by .dockerignore"

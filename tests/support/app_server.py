@@ -46,7 +46,8 @@ def get(url: str, *, accept: str | None = None, timeout: float = 15.0) -> Reply:
 class AppServer:
     """The app in its own process; ``env`` is added to the current environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, root: Path = ROOT) -> None:
+        self.root = root
         self.port = free_port()
         self.env = {**os.environ, **env}
         self.log_path = log_path
@@ -64,7 +65,7 @@ class AppServer:
                 "-m",
                 "streamlit",
                 "run",
-                str(ROOT / "app" / "main.py"),
+                str(self.root / "app" / "main.py"),
                 "--server.port",
                 str(self.port),
                 "--server.address",
@@ -76,7 +77,7 @@ class AppServer:
                 "--browser.gatherUsageStats",
                 "false",
             ],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
 import sys
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -104,3 +105,26 @@ def healthcheck_command() -> list[str]:
     args = next(a for w, a in instructions() if w == "HEALTHCHECK")
     command: list[str] = json.loads(args.split(" CMD ", 1)[1])
     return command
+
+
+# --- .dockerignore (Docker's rules: the last matching pattern wins; a match on a parent
+# directory counts for everything below it) ------------------------------------------------
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether ``path`` (relative, POSIX) stays out of the build context."""
+    parts = PurePosixPath(path).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern.lstrip("!").strip("/")
+        forms = {pat, pat.replace("**/", "*/")} | ({pat[3:]} if pat.startswith("**/") else set())
+        if any(fnmatch.fnmatchcase(c, f) for c in candidates for f in forms):
+            result = not negate
+    return result
