@@ -225,14 +225,21 @@ def reissue_login(at_micros: int) -> None:
 
 
 def settle_then_rerun() -> None:
-    """Rerun after a login or logout, once the cookie component has had time to run.
+    """Rerun after a login or logout, once the browser has stored (or deleted) the cookie.
 
-    An immediate st.rerun() would remove the component before the browser stored (or
-    deleted) the cookie.
+    The library writes the cookie through a hidden component; an immediate st.rerun() would
+    remove it before it ran (measured: cookie lost 3 times of 3). The component reports
+    back when it is done, which asks Streamlit for a rerun, and Streamlit honours a pending
+    rerun at the next element the script sends: so wait while touching a placeholder, and
+    the wait ends as soon as the browser answers, or after LOGIN_SLEEP_TIME at most.
     """
     pause = get_settings().login_sleep_time
     if pause:
-        time.sleep(pause)
+        slot = st.empty()
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            slot.empty()  # a yield point: the component's rerun request takes effect here
     st.rerun()
 
 

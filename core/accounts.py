@@ -199,14 +199,20 @@ def _dummy_hash() -> str:
 
 
 def get_by_username(db: Session, *, username: str, for_update: bool = False) -> User | None:
-    """Case-insensitive lookup."""
-    stmt = select(User).where(func.lower(User.username) == username.strip().lower())
-    if for_update:
-        stmt = stmt.with_for_update()
+    """Case-insensitive lookup. A name no account can have (NUL bytes, 100 kB) is not sent
+    to the database at all."""
+    username = username.strip()
+    if not USERNAME_RE.fullmatch(username):
+        return None
+    stmt = select(User).where(func.lower(User.username) == username.lower())
+    if for_update:  # lock the row and act on its current values, not a cached copy
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return db.scalars(stmt).one_or_none()
 
 
 def get_by_email(db: Session, *, email: str) -> User | None:
+    if "\x00" in email or len(email) > 254:
+        return None
     stmt = select(User).where(func.lower(User.email) == email.strip().lower())
     return db.scalars(stmt).one_or_none()
 
@@ -291,7 +297,7 @@ def login(db: Session, *, username: str, password: str) -> LoginResult:
     """
     now = clock.now()
     name = username.strip()[:MAX_LOGIN_NAME]
-    user = get_by_username(db, username=name, for_update=True) if name else None
+    user = get_by_username(db, username=name, for_update=True)
     if user is None:
         return _login_unknown(db, name=name.lower(), password=password, now=now)
 
@@ -398,7 +404,7 @@ def session_identity(
 
 def revoke_sessions(db: Session, *, user_id: uuid.UUID) -> datetime:
     """End every login of the user issued until now; returns the new cut-off."""
-    user = db.get(User, user_id, with_for_update=True)
+    user = db.get(User, user_id, with_for_update=True, populate_existing=True)
     if user is None:
         raise InvalidInput("user", "No such user.")
     cutoff = clock.now()
@@ -425,7 +431,7 @@ def change_password(
 
     Returns the new cut-off, so the caller can re-issue the current browser's login at it.
     """
-    user = db.get(User, user_id, with_for_update=True)
+    user = db.get(User, user_id, with_for_update=True, populate_existing=True)
     if user is None or user.disabled:
         raise AuthenticationFailed("Your session has ended; log in again.")
     if not verify_password(current_password, user.password_hash):

@@ -76,11 +76,11 @@ class Settings(BaseSettings):
     login_lockout_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     login_sleep_time: float = Field(
-        default=0.5,
+        default=2.0,
         ge=0,
-        le=5,
-        description="Seconds a login or logout run waits before switching pages, so the "
-        "browser's cookie component can store or delete the cookie first; 0 in tests.",
+        le=10,
+        description="Longest wait after a login or logout for the browser's cookie component "
+        "to store or delete the cookie (it usually answers much sooner); 0 in tests.",
     )
 
     # --- limits --------------------------------------------------------------------------
