@@ -41,7 +41,8 @@ PAGES = Path(__file__).resolve().parents[1] / "pages"
 
 AUTH_KEY = "_ledger_auth"  # {"uid": str, "issued_us": int}: the login behind this session
 AUTHENTICATOR_KEY = "_ledger_authenticator"  # this run's authenticator, for the pages
-NOTICE_KEY = "_ledger_notice"  # (kind, text) shown once on the next page
+NOTICE_KEY = "_ledger_notice"  # (kind, text, until): a message for the next page
+NOTICE_SECONDS = 5.0
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
 
@@ -247,14 +248,23 @@ def settle_then_rerun() -> None:
 
 
 def set_notice(kind: str, text: str) -> None:
-    st.session_state[NOTICE_KEY] = (kind, text)
+    """A message for the next page ("You are logged out.").
+
+    It lives a few seconds rather than one run: after a cookie change the library's cookie
+    component reports the new cookies and Streamlit runs the page once more, which would
+    swallow a show-once message.
+    """
+    st.session_state[NOTICE_KEY] = (kind, text, time.monotonic() + NOTICE_SECONDS)
 
 
 def show_notice() -> None:
-    notice = st.session_state.pop(NOTICE_KEY, None)
+    notice = st.session_state.get(NOTICE_KEY)
     if not notice:
         return
-    kind, text = notice
+    kind, text, until = notice
+    if time.monotonic() > until:
+        del st.session_state[NOTICE_KEY]
+        return
     show: Callable[[str], Any] = {"success": st.success, "warning": st.warning}.get(kind, st.info)
     show(text)
 
