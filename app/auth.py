@@ -199,8 +199,8 @@ def signed_in_identity(authenticator: stauth.Authenticate) -> Identity | None:
         end_session(
             authenticator,
             "warning",
-            "Your session has ended (password changed, signed out everywhere, or account "
-            "disabled). Please log in again.",
+            "Your session has ended (password or role changed, logged out everywhere, or "
+            "account disabled). Please log in again.",
         )
         return None
     st.session_state[IDENTITY_KEY] = identity

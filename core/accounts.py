@@ -332,34 +332,35 @@ def login(db: Session, *, username: str, password: str) -> LoginResult:
 
 
 def _login_unknown(db: Session, *, name: str, password: str, now: datetime) -> LoginResult:
-    """The same answers, cost and lock for a name that has no account."""
-    verify_password(password, _dummy_hash())
+    """The same answers, cost, lock and queueing for a name that has no account."""
     if not USERNAME_RE.fullmatch(name):
         # No account can have this name (the rules are public), so nothing is revealed and
         # nothing is stored.
+        verify_password(password, _dummy_hash())
         return _failed("bad_credentials", AuthenticationFailed(WRONG_CREDENTIALS))
     settings = get_settings()
-    this = LoginFailure.name == name
-    locked_until = db.execute(
-        select(LoginFailure.locked_until).where(this).with_for_update()
-    ).scalar_one_or_none()
-    if locked_until is not None:
-        if locked_until > now:
-            return _failed("locked", AccountLocked(_locked_message(locked_until, now)))
-        db.execute(update(LoginFailure).where(this).values(failed_logins=0, locked_until=None))
-    count = db.execute(
+    # Insert or touch the row first, which locks it until commit: concurrent attempts on one
+    # unknown name then queue behind the bcrypt check exactly as they do on a real account.
+    failed, locked_until = db.execute(
         pg_insert(LoginFailure)
-        .values(name=name, failed_logins=1, updated_at=now)
-        .on_conflict_do_update(
-            index_elements=[LoginFailure.name],
-            set_={"failed_logins": LoginFailure.failed_logins + 1, "updated_at": now},
-        )
-        .returning(LoginFailure.failed_logins)
-    ).scalar_one()
-    db.execute(delete(LoginFailure).where(LoginFailure.updated_at < now - UNKNOWN_NAME_RETENTION))
-    if count >= settings.login_max_attempts:
+        .values(name=name, failed_logins=0, updated_at=now)
+        .on_conflict_do_update(index_elements=[LoginFailure.name], set_={"updated_at": now})
+        .returning(LoginFailure.failed_logins, LoginFailure.locked_until)
+    ).one()
+    verify_password(password, _dummy_hash())
+    if locked_until is not None and locked_until > now:
+        return _failed("locked", AccountLocked(_locked_message(locked_until, now)))
+    failed = 1 if locked_until is not None else failed + 1  # an expired lock starts afresh
+    until = None
+    if failed >= settings.login_max_attempts:
         until = now + timedelta(minutes=settings.login_lockout_minutes)
-        db.execute(update(LoginFailure).where(this).values(locked_until=until))
+    db.execute(
+        update(LoginFailure)
+        .where(LoginFailure.name == name)
+        .values(failed_logins=failed, locked_until=until)
+    )
+    db.execute(delete(LoginFailure).where(LoginFailure.updated_at < now - UNKNOWN_NAME_RETENTION))
+    if until is not None:
         metrics.LOCKOUTS.inc()
         return _failed("bad_credentials", AccountLocked(_locked_message(until, now)))
     return _failed("bad_credentials", AuthenticationFailed(WRONG_CREDENTIALS))

@@ -327,3 +327,42 @@ def test_change_password_applies_the_rules(
         )
     dbs.rollback()
     assert attempt(dbs, "alice", PASSWORD).ok
+
+
+@pytest.mark.parametrize("name", ["alice", "ghost"])
+def test_concurrent_attempts_on_one_name_queue_alike_for_real_and_unknown_names(
+    dbs: Session, t: Clock, name: str
+) -> None:
+    """A second attempt waits for the first (row lock held through bcrypt) in both cases, so
+    queueing cannot tell a real name from an unknown one."""
+    import threading
+
+    from sqlalchemy import text
+
+    from core import db
+
+    make(dbs)
+    first = db.get_sessionmaker()()
+    accounts.login(first, username=name, password=WRONG)  # holds the row lock, not committed
+    finished = threading.Event()
+
+    def second() -> None:
+        with db.session_scope() as session:
+            accounts.login(session, username=name, password=WRONG)
+        finished.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    for _ in range(200):  # until PostgreSQL shows the second attempt waiting on the lock
+        dbs.rollback()
+        if dbs.scalar(text(waiting)):
+            break
+        threading.Event().wait(0.05)
+    else:
+        pytest.fail("the second attempt never waited for the first")
+    assert not finished.is_set()
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert finished.is_set()
