@@ -203,6 +203,17 @@ def count_enabled_admins(db: Session) -> int:
     return int(db.scalar(stmt) or 0)
 
 
+def prepare_admin_hint() -> str:
+    """The ``make run`` step (core.startup.EXTRA_STEPS): say how to create the first admin."""
+    from core import db
+
+    with db.session_scope() as session:
+        admins = count_enabled_admins(session)
+    if admins:
+        return f"administrators: {admins} enabled"
+    return "administrators: none yet; create one with `.venv/bin/python -m core create-admin`"
+
+
 def create_admin(
     db: Session, *, username: str, email: str, display_name: str, password: str
 ) -> User:

@@ -502,3 +502,38 @@ def test_storage_down_at_start_shows_one_clear_error(
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_an_example_cookie_key_stops_the_app_naming_the_variable(
+    jar: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTH_COOKIE_KEY", "some_signature_key")
+    get_settings.cache_clear()
+    try:
+        at = browser()
+        assert not at.exception
+        (message,) = errors(at)
+        assert "AUTH\\_COOKIE\\_KEY" in message and "example key" in message
+        assert not at.text_input  # no login form on an unsafe key
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+def test_the_app_generates_the_cookie_key_itself_when_started_without_make_run(
+    jar: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AUTH_COOKIE_KEY")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        make_user()
+        at = login(browser(), "alice")
+        assert page(at) == "Chat"
+        key_file = tmp_path / "data" / cookies.KEY_FILE
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        jar[get_settings().auth_cookie_name] = cookie_of(at)  # signed with the generated key
+        assert page(browser()) == "Chat"
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

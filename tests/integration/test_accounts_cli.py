@@ -204,10 +204,11 @@ def test_a_configured_key_wins_and_no_file_is_written(
 
 
 def test_make_run_prepare_includes_the_key_step(
-    services_env: None,
+    clean_state: None,
     no_configured_key: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     db.reset()
     code, out, _ = run(capsys, "prepare")
     assert code == 0 and f"login cookie key: generated {no_configured_key}" in out
+    assert "administrators: none yet; create one with" in out
