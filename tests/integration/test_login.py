@@ -366,3 +366,14 @@ def test_concurrent_attempts_on_one_name_queue_alike_for_real_and_unknown_names(
     first.close()
     thread.join(timeout=30)
     assert finished.is_set()
+
+
+def test_unknown_names_not_tried_for_thirty_days_are_forgotten_at_start(
+    dbs: Session, t: Clock
+) -> None:
+    attempt(dbs, "oldghost", WRONG)
+    t.advance(days=30, minutes=1)
+    attempt(dbs, "newghost", WRONG)
+    assert accounts.prepare_login_failures().startswith("failed logins of unknown names: 1 ")
+    dbs.expire_all()
+    assert [row.name for row in dbs.scalars(select(LoginFailure))] == ["newghost"]
