@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     login_max_attempts: int = Field(default=5, ge=1, le=100)
     login_lockout_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    login_sleep_time: float = Field(
+        default=2.0,
+        ge=0,
+        le=10,
+        description="Longest wait after a login or logout for the browser's cookie component "
+        "to store or delete the cookie (it usually answers much sooner); 0 in tests.",
+    )
 
     # --- limits --------------------------------------------------------------------------
     max_prompt_chars: int = Field(default=16_000, ge=1, le=1_000_000)
@@ -85,6 +92,24 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("auth_cookie_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("auth_cookie_key")
+    @classmethod
+    def _strong_cookie_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from core.cookies import cookie_key_problem
+
+        if value is not None:
+            problem = cookie_key_problem(value.get_secret_value())
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("database_url")
@@ -119,12 +144,13 @@ def _explain(exc: ValidationError) -> str:
     for err in exc.errors():
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
         shown = err.get("input")
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if name in _SECRET_SETTINGS:
-            lines.append(f"{name}: {err['msg']}")
+            lines.append(f"{name}: {msg}")
             continue
         if isinstance(shown, str) and name.endswith("_URL"):
             shown = redact_url(shown)
-        lines.append(f"{name}: {err['msg']} (got {shown!r})")
+        lines.append(f"{name}: {msg} (got {shown!r})")
     return "Invalid configuration: " + "; ".join(lines)
 
 
