@@ -78,3 +78,17 @@ lock: install
 
 clean:
 	rm -rf $(VENV)
+
+# Docker Compose: the app with PostgreSQL, Redis (AOF), Ollama, Prometheus and Grafana.
+# Secrets come from .env (see .env.example); `make down` keeps the data volumes.
+COMPOSE ?= docker compose
+.PHONY: up down
+
+up:
+	@test -f .env || { echo "error: no .env; cp .env.example .env and set POSTGRES_PASSWORD, REDIS_PASSWORD, GRAFANA_ADMIN_PASSWORD and AUTH_COOKIE_KEY"; exit 2; }
+	$(COMPOSE) up -d --build
+	$(COMPOSE) ps
+	@echo "app on LEDGER_PORT (8501), Grafana on GRAFANA_PORT (3000); model download: $(COMPOSE) logs -f ollama-pull"
+
+down:
+	$(COMPOSE) down

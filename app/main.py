@@ -24,11 +24,14 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import REGISTRY
+    from prometheus_client.exposition import choose_encoder
 
     from core import metrics as _registered  # noqa: F401  (defines the metric objects)
 
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # Prometheus text format by default; OpenMetrics when the scraper asks for it.
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(REGISTRY), headers={"Content-Type": content_type})
 
 
 @asynccontextmanager

@@ -18,7 +18,6 @@ from core.errors import ConfigError
 from core.urls import check_database_url, check_redis_url, redact_url
 
 LLMBackendName = Literal["auto", "ollama", "llamacpp"]
-MIN_COOKIE_KEY = 32
 
 
 def _source_root() -> Path | None:
@@ -77,6 +76,13 @@ class Settings(BaseSettings):
     login_max_attempts: int = Field(default=5, ge=1, le=100)
     login_lockout_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    login_sleep_time: float = Field(
+        default=2.0,
+        ge=0,
+        le=10,
+        description="Longest wait after a login or logout for the browser's cookie component "
+        "to store or delete the cookie (it usually answers much sooner); 0 in tests.",
+    )
 
     # --- limits --------------------------------------------------------------------------
     max_prompt_chars: int = Field(default=16_000, ge=1, le=1_000_000)
@@ -89,6 +95,24 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("auth_cookie_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("auth_cookie_key")
+    @classmethod
+    def _strong_cookie_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from core.cookies import cookie_key_problem
+
+        if value is not None:
+            problem = cookie_key_problem(value.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
@@ -98,16 +122,6 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return None if value is None else check_redis_url(value)
-
-    @field_validator("auth_cookie_key")
-    @classmethod
-    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_COOKIE_KEY:
-            raise ValueError(
-                f"must be at least {MIN_COOKIE_KEY} characters (try: python -c "
-                '"import secrets; print(secrets.token_urlsafe(48))")'
-            )
-        return value
 
     @field_validator("ollama_host")
     @classmethod

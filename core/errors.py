@@ -46,7 +46,12 @@ class NotFound(LedgerError):
 
 
 class Conflict(LedgerError):
-    """The write would break a uniqueness rule (a taken username or email)."""
+    """The write would break a uniqueness rule (a taken username or email) or a guard (the
+    last administrator); ``field`` names the input when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class QuotaExceeded(LedgerError):
@@ -59,3 +64,11 @@ class AccountLocked(LedgerError):
 
 class AuthenticationFailed(LedgerError):
     """Wrong username or password (never says which)."""
+
+
+class AccountDisabled(LedgerError):
+    """The password was right but an administrator disabled the account."""
+
+
+class Forbidden(LedgerError):
+    """The signed-in user may not do this (for example, an admin action by a non-admin)."""

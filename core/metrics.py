@@ -7,6 +7,10 @@ the app exposes them at /metrics. Names follow Prometheus conventions: base unit
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -57,3 +61,59 @@ STORAGE_ERRORS = Counter(
     "Failures talking to a backing store, by service (postgres, redis).",
     ["service"],
 )
+
+# --- storage errors ------------------------------------------------------------------------
+
+StorageService = Literal["postgres", "redis"]
+STORAGE_SERVICES: tuple[StorageService, ...] = ("postgres", "redis")
+
+# Both series exist from the first scrape, so rate() and alerts see 0 rather than nothing.
+for _service in STORAGE_SERVICES:
+    STORAGE_ERRORS.labels(service=_service)
+
+
+def record_storage_error(service: StorageService) -> None:
+    """Count one failure to reach or use PostgreSQL or Redis."""
+    STORAGE_ERRORS.labels(service=service).inc()
+
+
+def is_storage_failure(service: StorageService, exc: BaseException) -> bool:
+    """True when ``exc`` means the store itself failed (unreachable, timed out, broke off).
+
+    Errors that say something about the request instead (a unique violation, a wrong type
+    in a Redis command) are not storage failures and are not counted.
+    """
+    from core.errors import ServiceUnavailable
+
+    if isinstance(exc, ServiceUnavailable):
+        return True
+    if service == "redis":
+        import redis
+
+        return isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError)
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.TimeoutError
+        | psycopg.OperationalError
+        | psycopg.InterfaceError
+        | OSError,
+    )
+
+
+@contextmanager
+def storage_errors_counted(service: StorageService) -> Iterator[None]:
+    """Count a storage failure raised inside the block, then let it propagate unchanged.
+
+    ``with metrics.storage_errors_counted("redis"): history.append(r, ...)``
+    """
+    try:
+        yield
+    except Exception as exc:
+        if is_storage_failure(service, exc):
+            record_storage_error(service)
+        raise

@@ -71,9 +71,31 @@ class User(Base):
     )
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    # Set by an admin's password reset (a one-time password): the user must choose a new one.
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default="false"
+    )
 
     sessions: Mapped[list[ConversationSession]] = relationship(
         back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class LoginFailure(Base):
+    """Failed logins for names that match no account.
+
+    They count and lock exactly like an account's ``failed_logins``/``locked_until``, so the
+    login form's answers never reveal whether a username exists.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_updated_at", "updated_at"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
     )
 
 

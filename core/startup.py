@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core import db, migrate, services
+from core import accounts, admin, cookies, db, migrate, services
 from core.config import get_settings
 from core.errors import LedgerError
 
 # Features add steps here (e.g. generating the cookie key); each returns a line to print.
-EXTRA_STEPS: list[Callable[[], str]] = []
+EXTRA_STEPS: list[Callable[[], str]] = [
+    cookies.prepare_key,  # DATA_DIR/auth_cookie.key when AUTH_COOKIE_KEY is unset
+    admin.prepare_admin_hint,  # "none yet: run create-admin"
+    accounts.prepare_login_failures,  # forget unknown names not tried for 30 days
+]
 
 
 def prepare() -> list[str]:

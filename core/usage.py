@@ -25,9 +25,15 @@ def record_call(
     outcome: str,
     error: str | None = None,
 ) -> LlmCall:
-    """Add one usage row (flushed, not committed)."""
+    """Add one usage row (flushed, not committed).
+
+    ``session_id`` must be one of the user's sessions (another user's is ``NotFound``, like
+    everywhere else); a session deleted meanwhile is recorded as None, so no usage is lost.
+    """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+    if session_id is not None:
+        session_id = _owned_session_or_none(db, user_id=user_id, session_id=session_id)
     row = LlmCall(
         user_id=user_id,
         session_id=session_id,
@@ -43,6 +49,24 @@ def record_call(
     db.add(row)
     db.flush()
     return row
+
+
+def _owned_session_or_none(
+    db: Session, *, user_id: uuid.UUID, session_id: uuid.UUID
+) -> uuid.UUID | None:
+    from sqlalchemy import select
+
+    from core.errors import NotFound
+    from core.models import ConversationSession
+
+    owner = db.scalar(
+        select(ConversationSession.user_id).where(ConversationSession.id == session_id)
+    )
+    if owner is None:
+        return None
+    if owner != user_id:
+        raise NotFound("Session not found.")
+    return session_id
 
 
 def tokens_used_today(db: Session, *, user_id: uuid.UUID) -> int:

@@ -106,11 +106,14 @@ def test_environment(work_dir: Path) -> Iterator[None]:
     mp = pytest.MonkeyPatch()
     data_dir = work_dir / "data"
     for name in list(os.environ):
-        if name.startswith(("LEDGER_", "DATABASE_URL", "REDIS_URL", "OLLAMA_", "LLM_")):
+        if name.startswith(
+            ("LEDGER_", "DATABASE_URL", "REDIS_URL", "OLLAMA_", "LLM_", "AUTH_", "LOGIN_")
+        ) or name in ("ALLOW_REGISTRATION", "BCRYPT_ROUNDS"):
             mp.delenv(name, raising=False)
     mp.setenv("DATA_DIR", str(data_dir))
     mp.setenv("AUTH_COOKIE_KEY", secrets.token_urlsafe(48))
     mp.setenv("BCRYPT_ROUNDS", "4")  # the hashing cost is measured in benchmarks, not here
+    mp.setenv("LOGIN_SLEEP_TIME", "0")  # no pause for a browser's cookie component in AppTest
     mp.setenv("LLM_BACKEND", "ollama")
     mp.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens: tests opt in to an LLM
     mp.chdir(work_dir)  # a developer's .env in the project root must not leak in

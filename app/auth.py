@@ -1,0 +1,306 @@
+"""The login gate: streamlit-authenticator's login widget and cookie over Ledger's accounts.
+
+PostgreSQL (``users``) is the only store of credentials. Each run builds an authenticator
+whose credentials dict starts empty and receives one entry only when a login succeeds
+(form or cookie), and three of the instance's methods are replaced:
+
+- ``check_credentials`` -> ``core.accounts.login``: persisted lockout first, a dummy bcrypt
+  hash for unknown names, the outcome recorded in PostgreSQL. Failures raise the core error
+  (wrong credentials / locked / disabled), which the login page shows.
+- ``get_cookie`` -> reads the cookie itself and accepts it only if ``core.cookies.read_token``
+  (signature, expiry, claims) and ``core.accounts.session_identity`` (user exists, enabled,
+  issued after ``tokens_valid_after``) both agree.
+- ``_token_encode`` -> ``core.cookies.issue_token`` (adds the user id and the issue time).
+
+Every run the router calls ``signed_in_identity``, which checks the session against the
+database again, so revocations (password change, log out everywhere, disable, role change)
+end a session at its next click.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+import streamlit_authenticator as stauth
+from streamlit_authenticator.utilities import LoginError
+
+from app.context import IDENTITY_KEY
+from core import accounts, clock, cookies, db, health
+from core.accounts import Identity
+from core.config import get_settings
+from core.errors import ConfigError, LedgerError
+
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+
+AUTH_KEY = "_ledger_auth"  # {"uid": str, "issued_us": int}: the login behind this session
+AUTHENTICATOR_KEY = "_ledger_authenticator"  # this run's authenticator, for the pages
+NOTICE_KEY = "_ledger_notice"  # (kind, text, until): a message for the next page
+NOTICE_SECONDS = 5.0
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
+
+
+def md_escape(text: str) -> str:
+    """``text`` shown literally where Streamlit renders Markdown (names, labels)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+# --- services and configuration ------------------------------------------------------------
+
+
+def startup_problem() -> str | None:
+    """Why the app cannot serve pages (bad settings, PostgreSQL or Redis down), or None."""
+    try:
+        get_settings()
+    except ConfigError as exc:
+        return str(exc)
+    failed = [check for check in (health.check_postgres(), health.check_redis()) if not check.ok]
+    if not failed:
+        return None
+    lines = "; ".join(f"{check.name}: {check.detail}" for check in failed)
+    return (
+        f"Ledger cannot reach its storage, so no page can open. {lines}. Start the service "
+        "(or fix DATABASE_URL / REDIS_URL), then reload this page."
+    )
+
+
+# --- the authenticator of this run ---------------------------------------------------------
+
+
+def request_cookie(name: str) -> str | None:
+    """The named cookie as the browser sent it when this session connected, if any."""
+    try:
+        value = st.context.cookies.get(name)
+    except Exception:  # no browser behind this run (bare mode)
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _entry(identity: Identity) -> dict[str, Any]:
+    """The credentials-dict entry the library needs after a login (no password in it)."""
+    return {
+        "name": identity.display_name,
+        "email": None,
+        "roles": [identity.role],
+        "password": "",
+        "logged_in": False,
+    }
+
+
+def _remember(identity: Identity, issued_us: int) -> None:
+    st.session_state[AUTH_KEY] = {"uid": str(identity.id), "issued_us": issued_us}
+    st.session_state[IDENTITY_KEY] = identity
+
+
+def build_authenticator() -> stauth.Authenticate:
+    """This run's authenticator (one per run: its cookie component renders once per run)."""
+    settings = get_settings()
+    key = cookies.cookie_key(settings)
+    credentials: dict[str, dict[str, Any]] = {"usernames": {}}
+    authenticator = stauth.Authenticate(
+        credentials,
+        cookie_name=settings.auth_cookie_name,
+        cookie_key=key,
+        cookie_expiry_days=settings.auth_cookie_expiry_days,
+        auto_hash=False,
+        login_sleep_time=0,  # it only delays the form; the cookie is read from the request
+    )
+    model = authenticator.authentication_controller.authentication_model
+    users = model.credentials["usernames"]
+
+    def check_credentials(username: str, password: str) -> bool:
+        with db.session_scope() as session:
+            result = accounts.login(session, username=username, password=password)
+        if result.error is not None:
+            raise result.error
+        assert result.identity is not None and result.issued_at is not None
+        users[username] = _entry(result.identity)
+        _remember(result.identity, cookies.to_micros(result.issued_at))
+        return True
+
+    def get_cookie() -> dict[str, Any] | bool | None:
+        if st.session_state.get("logout"):
+            return False  # logged out in this session: the request's cookie is stale
+        raw = request_cookie(settings.auth_cookie_name)
+        if raw is None:
+            return None
+        claims = cookies.read_token(raw, key=key, now=clock.now())
+        if claims is None:
+            return None
+        with db.session_scope() as session:
+            identity = accounts.session_identity(
+                session,
+                user_id=claims.user_id,
+                issued_at=claims.issued_at,
+                username=claims.username,
+            )
+        if identity is None:
+            return None
+        users[claims.username] = _entry(identity)
+        _remember(identity, cookies.to_micros(claims.issued_at))
+        return {"username": claims.username, "exp_date": claims.expires_at.timestamp()}
+
+    def token_encode() -> str:
+        auth = st.session_state[AUTH_KEY]
+        issued = cookies.from_micros(auth["issued_us"])
+        return cookies.issue_token(
+            username=str(st.session_state["username"]),
+            user_id=uuid.UUID(auth["uid"]),
+            issued_at=issued,
+            expires_at=issued + timedelta(days=settings.auth_cookie_expiry_days),
+            key=key,
+        )
+
+    model.check_credentials = check_credentials
+    authenticator.cookie_controller.get_cookie = get_cookie
+    authenticator.cookie_controller.cookie_model._token_encode = token_encode
+    st.session_state[AUTHENTICATOR_KEY] = authenticator
+    return authenticator
+
+
+def current_authenticator() -> stauth.Authenticate:
+    authenticator = st.session_state.get(AUTHENTICATOR_KEY)
+    if authenticator is None:  # a page run without the router (tests of one page)
+        authenticator = build_authenticator()
+    return authenticator
+
+
+# --- the gate ------------------------------------------------------------------------------
+
+
+def signed_in_identity(authenticator: stauth.Authenticate) -> Identity | None:
+    """Who is signed in, checked against the database on this run; None for a visitor.
+
+    A visitor with a valid cookie is signed in here without seeing the form. A session
+    whose login was revoked is ended (cookie deleted) with a notice for the login page.
+    """
+    if not st.session_state.get("authentication_status"):
+        authenticator.login(location="unrendered", max_login_attempts=None)
+    if not st.session_state.get("authentication_status"):
+        st.session_state.pop(IDENTITY_KEY, None)
+        return None
+    auth = st.session_state.get(AUTH_KEY)
+    identity = None
+    if isinstance(auth, dict):
+        with db.session_scope() as session:
+            identity = accounts.session_identity(
+                session,
+                user_id=uuid.UUID(auth["uid"]),
+                issued_at=cookies.from_micros(auth["issued_us"]),
+            )
+    if identity is None:
+        end_session(
+            authenticator,
+            "warning",
+            "Your session has ended (password or role changed, logged out everywhere, or "
+            "account disabled). Please log in again.",
+        )
+        return None
+    st.session_state[IDENTITY_KEY] = identity
+    return identity
+
+
+def end_session(authenticator: stauth.Authenticate, kind: str = "", text: str = "") -> None:
+    """Log this browser out (the library clears its state and deletes the cookie)."""
+    if st.session_state.get("authentication_status"):
+        authenticator.logout(location="unrendered")
+    st.session_state.pop(IDENTITY_KEY, None)
+    st.session_state.pop(AUTH_KEY, None)
+    if text:
+        set_notice(kind, text)
+
+
+def reissue_login(at_micros: int) -> None:
+    """Move this browser's login to ``at`` (after a password change) and write a new cookie."""
+    auth = st.session_state.get(AUTH_KEY)
+    if isinstance(auth, dict):
+        auth["issued_us"] = at_micros
+        current_authenticator().cookie_controller.set_cookie()
+
+
+def settle_then_rerun() -> None:
+    """Rerun after a login or logout, once the browser has stored (or deleted) the cookie.
+
+    The library writes the cookie through a hidden component; an immediate st.rerun() would
+    remove it before it ran (measured: cookie lost 3 times of 3). The component reports
+    back when it is done, which asks Streamlit for a rerun, and Streamlit honours a pending
+    rerun at the next element the script sends: so wait while touching a placeholder, and
+    the wait ends as soon as the browser answers, or after LOGIN_SLEEP_TIME at most.
+    """
+    pause = get_settings().login_sleep_time
+    if pause:
+        slot = st.empty()
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            slot.empty()  # a yield point: the component's rerun request takes effect here
+    st.rerun()
+
+
+# --- notices -------------------------------------------------------------------------------
+
+
+def set_notice(kind: str, text: str) -> None:
+    """A message for the next page ("You are logged out.").
+
+    It lives a few seconds rather than one run: after a cookie change the library's cookie
+    component reports the new cookies and Streamlit runs the page once more, which would
+    swallow a show-once message.
+    """
+    st.session_state[NOTICE_KEY] = (kind, text, time.monotonic() + NOTICE_SECONDS)
+
+
+def show_notice() -> None:
+    notice = st.session_state.get(NOTICE_KEY)
+    if not notice:
+        return
+    kind, text, until = notice
+    if time.monotonic() > until:
+        del st.session_state[NOTICE_KEY]
+        return
+    show: Callable[[str], Any] = {"success": st.success, "warning": st.warning}.get(kind, st.info)
+    show(text)
+
+
+# --- page bodies shared by several routes --------------------------------------------------
+
+
+def login_view(wanted: str | None = None) -> None:
+    """The login page. ``wanted`` names the page a deep link asked for: after login the
+    browser stays on that URL and the page opens."""
+    st.title("📒 Ledger")
+    show_notice()
+    if wanted:
+        st.info(f"Log in to open {wanted}.")
+    authenticator = current_authenticator()
+    try:
+        authenticator.login(location="main", max_login_attempts=None, key="Login")
+    except LedgerError as exc:
+        st.error(str(exc))
+        return
+    except LoginError as exc:
+        st.error(f"Login failed: {exc}")
+        return
+    if st.session_state.get("authentication_status"):
+        st.success("Logged in.")
+        settle_then_rerun()
+    if get_settings().allow_registration:
+        st.caption("No account yet? Use **Register** in the sidebar.")
+    else:
+        st.caption("Accounts are created by an administrator.")
+
+
+def sidebar(authenticator: stauth.Authenticate, identity: Identity) -> None:
+    """Who is signed in, and the Logout button."""
+    role = " · administrator" if identity.is_admin else ""
+    st.sidebar.caption(f"Signed in as **{md_escape(identity.display_name)}**{role}")
+    if st.sidebar.button("Logout", key="Logout", icon="🚪"):
+        end_session(authenticator, "success", "You are logged out.")
+        settle_then_rerun()

@@ -1,0 +1,248 @@
+"""What administrators do to accounts: list them with usage, disable or enable, change roles,
+reset passwords, lift lockouts. Every function checks, in the database, that the actor is an
+enabled admin, and none of them can leave the system without an enabled administrator.
+
+The operator's commands (``python -m core create-admin`` / ``reset-password``) run with shell
+access to the server and so need no actor: they are the ``create_admin`` and
+``operator_reset_password`` functions at the end.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import accounts
+from core.errors import Conflict, Forbidden, NotFound
+from core.models import LlmCall, User
+
+# No 0/O, 1/l/I: the one-time password is read off a screen and typed.
+_OTP_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """One row of the admin page's user list."""
+
+    id: uuid.UUID
+    username: str
+    display_name: str
+    email: str
+    role: str
+    disabled: bool
+    locked_until: datetime | None
+    failed_logins: int
+    must_change_password: bool
+    created_at: datetime
+    last_login_at: datetime | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def require_admin(db: Session, *, actor_id: uuid.UUID) -> User:
+    """The actor's row if they are an enabled administrator now; else ``Forbidden``."""
+    actor = db.get(User, actor_id)
+    if actor is None or actor.disabled or actor.role != "admin":
+        raise Forbidden("Only administrators can do this.")
+    return actor
+
+
+def list_users(db: Session, *, actor_id: uuid.UUID) -> list[UserSummary]:
+    """Every account with its lifetime usage (requests and tokens), summed in SQL."""
+    require_admin(db, actor_id=actor_id)
+    usage = (
+        select(
+            LlmCall.user_id.label("user_id"),
+            func.count().label("requests"),
+            func.coalesce(func.sum(LlmCall.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(LlmCall.completion_tokens), 0).label("completion_tokens"),
+        )
+        .group_by(LlmCall.user_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            User,
+            func.coalesce(usage.c.requests, 0),
+            func.coalesce(usage.c.prompt_tokens, 0),
+            func.coalesce(usage.c.completion_tokens, 0),
+        )
+        .outerjoin(usage, usage.c.user_id == User.id)
+        .order_by(func.lower(User.username))
+    )
+    return [
+        UserSummary(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            email=user.email,
+            role=user.role,
+            disabled=user.disabled,
+            locked_until=user.locked_until,
+            failed_logins=user.failed_logins,
+            must_change_password=user.must_change_password,
+            created_at=user.created_at,
+            last_login_at=user.last_login_at,
+            requests=int(requests),
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+        )
+        for user, requests, prompt, completion in db.execute(stmt).all()
+    ]
+
+
+def _lock_enabled_admins(db: Session) -> list[uuid.UUID]:
+    """Lock every enabled admin row, always in id order, before deciding about admins.
+
+    Two admins demoting each other at the same moment then queue up instead of both
+    seeing "another admin exists", and the fixed order cannot deadlock.
+    """
+    stmt = (
+        select(User.id)
+        .where(User.role == "admin", User.disabled.is_(False))
+        .order_by(User.id)
+        .with_for_update()
+    )
+    return list(db.scalars(stmt))
+
+
+def _target(db: Session, user_id: uuid.UUID) -> User:
+    user = db.get(User, user_id, with_for_update=True, populate_existing=True)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def _guard_last_admin(admin_ids: list[uuid.UUID], user: User, action: str) -> None:
+    if user.id in admin_ids and len(admin_ids) <= 1:
+        raise Conflict(
+            f"{user.username} is the last enabled administrator and cannot be {action}: "
+            "make another user an administrator first."
+        )
+
+
+def set_disabled(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID, disabled: bool) -> User:
+    """Disable (which also ends the user's logins) or enable an account."""
+    require_admin(db, actor_id=actor_id)
+    if disabled and user_id == actor_id:
+        raise Conflict("You cannot disable your own account.")
+    admins = _lock_enabled_admins(db)
+    user = _target(db, user_id)
+    if user.disabled == disabled:
+        return user
+    if disabled:
+        _guard_last_admin(admins, user, "disabled")
+    user.disabled = disabled
+    db.flush()
+    if disabled:
+        accounts.revoke_sessions(db, user_id=user.id)
+    return user
+
+
+def set_role(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID, role: str) -> User:
+    """Change a role; the user's current logins end so every page sees the new role."""
+    role = accounts.validate_role(role)
+    require_admin(db, actor_id=actor_id)
+    admins = _lock_enabled_admins(db)
+    user = _target(db, user_id)
+    if user.role == role:
+        return user
+    if role != "admin":
+        _guard_last_admin(admins, user, "made a regular user")
+    user.role = role
+    db.flush()
+    accounts.revoke_sessions(db, user_id=user.id)
+    return user
+
+
+def generate_one_time_password(length: int = 16) -> str:
+    """A random password in groups of four (``abcd-efgh-...``), easy to read out and type."""
+    chars = "".join(secrets.choice(_OTP_ALPHABET) for _ in range(length))
+    return "-".join(chars[i : i + 4] for i in range(0, length, 4))
+
+
+def reset_password(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    """Give the user a one-time password (returned once, never stored in clear).
+
+    The user's logins end, any lockout is lifted, and the next login must choose a new
+    password before anything else.
+    """
+    require_admin(db, actor_id=actor_id)
+    if user_id == actor_id:
+        raise Conflict("Change your own password on the Account page.")
+    user = _target(db, user_id)
+    password = generate_one_time_password()
+    accounts.set_password(db, user=user, password=password, must_change=True)
+    return password
+
+
+def unlock(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID) -> User:
+    """Lift a lockout now and forget the failed attempts."""
+    require_admin(db, actor_id=actor_id)
+    user = _target(db, user_id)
+    user.failed_logins, user.locked_until = 0, None
+    db.flush()
+    return user
+
+
+# --- operator (CLI) -------------------------------------------------------------------------
+
+
+def count_enabled_admins(db: Session) -> int:
+    stmt = select(func.count()).where(User.role == "admin", User.disabled.is_(False))
+    return int(db.scalar(stmt) or 0)
+
+
+def prepare_admin_hint() -> str:
+    """The ``make run`` step (core.startup.EXTRA_STEPS): say how to create the first admin."""
+    from core import db
+
+    with db.session_scope() as session:
+        admins = count_enabled_admins(session)
+    if admins:
+        return f"administrators: {admins} enabled"
+    return "administrators: none yet; create one with `.venv/bin/python -m core create-admin`"
+
+
+def create_admin(
+    db: Session, *, username: str, email: str, display_name: str, password: str
+) -> User:
+    """A new administrator account (the first one comes from the command line)."""
+    return accounts.create_user(
+        db,
+        username=username,
+        email=email,
+        display_name=display_name,
+        password=password,
+        role="admin",
+    )
+
+
+def operator_reset_password(
+    db: Session, *, username: str, password: str | None = None
+) -> tuple[User, str | None]:
+    """Set a password from the command line, or generate a one-time one (returned).
+
+    Lifts any lockout and ends the user's logins. A chosen password is final; a generated
+    one must be changed at the next login.
+    """
+    user = accounts.get_by_username(db, username=username, for_update=True)
+    if user is None:
+        raise NotFound(f"No user named {username.strip()[:64]!r}.")
+    if password is None:
+        one_time = generate_one_time_password()
+        accounts.set_password(db, user=user, password=one_time, must_change=True)
+        return user, one_time
+    accounts.validate_password(password, username=user.username)
+    accounts.set_password(db, user=user, password=password)
+    return user, None

@@ -1,0 +1,58 @@
+"""Account: your details, change your password, log out everywhere."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import auth
+from app.context import current_user
+from core import accounts, cookies, db
+from core.errors import AuthenticationFailed, InvalidInput
+
+user = current_user()
+st.title("Account")
+auth.show_notice()
+st.markdown(
+    f"**{auth.md_escape(user.display_name)}** · username `{user.username}` · role {user.role}"
+)
+
+st.subheader("Change password")
+if user.must_change_password:
+    st.warning("Your password was reset by an administrator: choose a new one now.")
+with st.form("change_password", clear_on_submit=True):
+    current = st.text_input("Current password", type="password", key="pw_current")
+    new = st.text_input(
+        "New password",
+        type="password",
+        key="pw_new",
+        help="At least 12 characters, not your username.",
+    )
+    confirm = st.text_input("Repeat new password", type="password", key="pw_confirm")
+    change = st.form_submit_button("Change password", type="primary")
+if change:
+    try:
+        with db.session_scope() as session:
+            cutoff = accounts.change_password(
+                session,
+                user_id=user.id,
+                current_password=current,
+                new_password=new,
+                confirm=confirm,
+            )
+    except InvalidInput as exc:
+        st.error(str(exc))
+    except AuthenticationFailed as exc:
+        st.error(str(exc))
+    else:
+        # Other browsers' logins ended at `cutoff`; this one continues from it.
+        auth.reissue_login(cookies.to_micros(cutoff))
+        auth.set_notice("success", "Password changed. Other browsers have been logged out.")
+        auth.settle_then_rerun()
+
+st.subheader("Log out everywhere")
+st.caption("Ends every login of your account: this browser, other browsers and remembered cookies.")
+if st.button("Log out everywhere", key="logout_everywhere"):
+    with db.session_scope() as session:
+        accounts.logout_everywhere(session, user_id=user.id)
+    auth.end_session(auth.current_authenticator(), "success", "You are logged out everywhere.")
+    auth.settle_then_rerun()

@@ -1,0 +1,69 @@
+"""Register: create an account (hidden when ALLOW_REGISTRATION=false)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import auth
+from core import accounts, db
+from core.config import get_settings
+from core.errors import Conflict, InvalidInput
+
+LABELS = {
+    "username": "Username",
+    "email": "Email",
+    "display_name": "Display name",
+    "password": "Password",
+    "password_confirm": "Repeat password",
+}
+
+st.title("Create an account")
+if not get_settings().allow_registration:
+    st.info("Registration is closed: accounts are created by an administrator.")
+    st.stop()
+
+with st.form("register"):
+    username = st.text_input(
+        "Username", key="reg_username", help="3 to 32 letters, digits, dot, underscore or hyphen."
+    )
+    email = st.text_input("Email", key="reg_email")
+    display_name = st.text_input(
+        "Display name", key="reg_display_name", help="Shown in the app; up to 100 characters."
+    )
+    password = st.text_input(
+        "Password",
+        type="password",
+        key="reg_password",
+        help="At least 12 characters, not your username.",
+    )
+    confirm = st.text_input("Repeat password", type="password", key="reg_password_confirm")
+    submitted = st.form_submit_button("Create account", type="primary")
+
+if submitted:
+    problems = accounts.registration_problems(
+        username=username,
+        email=email,
+        display_name=display_name,
+        password=password,
+        password_confirm=confirm,
+    )
+    if not problems:
+        try:
+            with db.session_scope() as session:
+                user = accounts.create_user(
+                    session,
+                    username=username,
+                    email=email,
+                    display_name=display_name,
+                    password=password,
+                    password_confirm=confirm,
+                )
+                created = user.username
+        except (InvalidInput, Conflict) as exc:
+            problems = {exc.field or "username": str(exc)}
+        else:
+            auth.set_notice("success", f"Account {auth.md_escape(created)} created: log in below.")
+            st.switch_page(auth.PAGES / "login.py")
+    for field, message in problems.items():
+        st.error(f"**{LABELS.get(field, field)}**: {message}")
+    st.caption("Nothing was saved: correct the fields above and submit again.")

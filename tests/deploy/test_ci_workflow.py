@@ -1,0 +1,78 @@
+""".github/workflows/ci.yml: actionlint-clean, schema-valid, and the same checks as `make test`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.support.deploy import ROOT, load_yaml, tool, vendored_schema
+
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    data: dict[str, Any] = load_yaml(WORKFLOW)
+    return data
+
+
+def run_commands(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_actionlint_finds_nothing() -> None:
+    run = subprocess.run(
+        [tool("actionlint"), "-no-color", str(WORKFLOW)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_actionlint_is_really_checking(tmp_path: Any) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n"
+    )
+    run = subprocess.run(
+        [tool("actionlint"), "-no-color", str(bad)], capture_output=True, text=True
+    )
+    assert run.returncode != 0 and "matrix" in run.stdout
+
+
+def test_the_workflow_follows_the_github_workflow_schema() -> None:
+    schema = vendored_schema("github-workflows.json")
+    # YAML reads the key `on` as True; GitHub reads it as "on".
+    data = {("on" if k is True else k): v for k, v in load_yaml(WORKFLOW).items()}
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    assert [e.message for e in validator.iter_errors(data)] == []
+
+
+def test_ci_runs_what_make_test_runs(workflow: dict[str, Any]) -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    parts = re.search(r"^test: (.+)$", makefile, re.M).group(1).split()
+    commands = run_commands(workflow["jobs"]["test"])
+    assert all(f"make {target}" in commands for target in parts) or "make test" in commands
+
+
+def test_tests_run_against_postgres_and_redis_service_containers(workflow: dict[str, Any]) -> None:
+    job = workflow["jobs"]["test"]
+    assert job["services"]["postgres"]["image"] == "postgres:16"
+    assert job["services"]["redis"]["image"] == "redis:7"
+    assert job["env"]["TEST_DATABASE_URL"].startswith("postgresql://")
+    assert "@postgres:5432/" in job["env"]["TEST_DATABASE_URL"]
+    assert job["env"]["TEST_REDIS_URL"].startswith("redis://redis:6379/")
+
+
+def test_the_browser_tests_get_debian_chromium(workflow: dict[str, Any]) -> None:
+    job = workflow["jobs"]["test"]
+    assert "bookworm" in job["container"] or "trixie" in job["container"]
+    assert re.search(r"apt-get install .*\bchromium\b", run_commands(job))
+
+
+def test_the_image_is_built_from_deploy_dockerfile(workflow: dict[str, Any]) -> None:
+    commands = run_commands(workflow["jobs"]["image"])
+    assert "docker build --file deploy/Dockerfile" in commands
+    assert "docker compose config" in commands

@@ -1,0 +1,43 @@
+"""The scripted Ollama server answers the real `ollama` client the way Ollama does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import ollama
+import pytest
+
+from tests.support.fake_ollama import FakeOllama
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeOllama]:
+    with FakeOllama() as fake:
+        yield fake
+
+
+def test_lists_and_shows_its_model(server: FakeOllama) -> None:
+    client = ollama.Client(host=server.url)
+    assert [m.model for m in client.list().models] == [server.model]
+    assert client.show(server.model).modelinfo["llama.context_length"] == 4096
+
+
+def test_streams_the_scripted_reply_with_token_counts_at_the_end(server: FakeOllama) -> None:
+    server.script.reply = "EBITDA adds back depreciation and amortisation."
+    client = ollama.Client(host=server.url)
+    parts = list(
+        client.chat(
+            model=server.model, messages=[{"role": "user", "content": "EBITDA?"}], stream=True
+        )
+    )
+    assert "".join(p.message.content or "" for p in parts) == server.script.reply
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert (parts[-1].prompt_eval_count, parts[-1].eval_count) == (42, 6)
+    assert server.script.requests[-1]["messages"][-1]["content"] == "EBITDA?"
+
+
+def test_an_unknown_model_is_a_404_like_ollamas(server: FakeOllama) -> None:
+    client = ollama.Client(host=server.url)
+    with pytest.raises(ollama.ResponseError) as raised:
+        client.chat(model="missing:7b", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.status_code == 404

@@ -1,0 +1,112 @@
+"""/healthz's report: parallel probes, a hard deadline, one thread per hung probe."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from core import health
+
+
+def check_ok() -> health.Check:
+    return health.Check("ok", True, "ok", 0.1)
+
+
+def check_down() -> health.Check:
+    return health.Check("down", False, "Redis is not reachable at redis://x:6379/0: refused", 0.2)
+
+
+def check_broken() -> health.Check:
+    raise RuntimeError("probe bug")
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Set at teardown so hung probes finish."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_all_probes_ok_is_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "PROBES", [check_ok])
+    healthy, body = health.report()
+    assert healthy
+    assert body == {
+        "status": "ok",
+        "checks": {"ok": {"name": "ok", "ok": True, "detail": "ok", "ms": 0.1}},
+    }
+
+
+def test_one_failing_probe_makes_the_report_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "PROBES", [check_ok, check_down])
+    healthy, body = health.report()
+    assert not healthy
+    assert body["status"] == "unavailable"
+    assert body["checks"]["ok"]["ok"] is True
+    assert body["checks"]["down"]["ok"] is False
+    assert "not reachable" in body["checks"]["down"]["detail"]
+
+
+def test_a_probe_that_raises_is_reported_as_failed_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(health, "PROBES", [check_broken])
+    healthy, body = health.report()
+    assert not healthy
+    assert body["checks"]["broken"]["detail"] == "RuntimeError: probe bug"
+
+
+def test_a_hung_probe_cannot_hold_the_report_past_its_deadline(
+    monkeypatch: pytest.MonkeyPatch, release: threading.Event
+) -> None:
+    def check_hung() -> health.Check:
+        release.wait(30)
+        return health.Check("hung", True, "late", 0.0)
+
+    monkeypatch.setattr(health, "PROBES", [check_ok, check_hung])
+    started = time.perf_counter()
+    healthy, body = health.report(timeout=0.3)
+    assert time.perf_counter() - started < 2.0
+    assert not healthy
+    assert body["checks"]["hung"] == {
+        "name": "hung",
+        "ok": False,
+        "detail": "no answer within 0.3 s",
+        "ms": 300.0,
+    }
+    assert body["checks"]["ok"]["ok"] is True
+    json.dumps(body)  # the body is what /healthz sends
+
+
+def test_a_hung_probe_keeps_one_thread_across_reports_and_recovers_when_it_answers(
+    monkeypatch: pytest.MonkeyPatch, release: threading.Event
+) -> None:
+    calls = []
+
+    def check_slow() -> health.Check:
+        calls.append(1)
+        release.wait(30)
+        return health.Check("slow", True, "ok", 5.0)
+
+    monkeypatch.setattr(health, "PROBES", [check_slow])
+    for _ in range(3):
+        assert health.report(timeout=0.05)[0] is False
+    assert len(calls) == 1
+    assert sum(t.name == "health-slow" for t in threading.enumerate()) == 1
+
+    release.set()
+    healthy, body = health.report(timeout=5)
+    assert healthy
+    assert body["checks"]["slow"]["detail"] == "ok"
+
+
+def test_probe_names_drop_the_check_prefix() -> None:
+    assert [health.probe_name(p) for p in (health.check_postgres, health.check_redis)] == [
+        "postgres",
+        "redis",
+    ]
