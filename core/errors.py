@@ -37,6 +37,10 @@ class NotFound(LedgerError):
     """The thing does not exist, or belongs to someone else (the two are indistinguishable)."""
 
 
+class Forbidden(LedgerError):
+    """The signed-in user may not do this (an admin-only action or another user's data)."""
+
+
 class Conflict(LedgerError):
     """The write would break a uniqueness rule (a taken username or email)."""
 
