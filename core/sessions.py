@@ -190,6 +190,18 @@ class Summary:
         return self.prompt_tokens + self.completion_tokens
 
 
+def describe(row: Summary, *, now: datetime, with_owner: bool = False) -> str:
+    """The list's one-line description of a session, as escaped Markdown."""
+    parts = [text.escape_markdown(row.username)] if with_owner else []
+    parts += [
+        text.escape_markdown(row.model or "no model yet"),
+        f"{row.message_count:,} messages",
+        f"{row.tokens:,} tokens",
+        f"last activity {text.ago(row.updated_at, now=now)}",
+    ]
+    return " · ".join(parts)
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[Summary]

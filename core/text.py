@@ -8,6 +8,7 @@ import string
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 MAX_QUERY_CHARS = 1000
 SNIPPET_RADIUS = 80
@@ -223,3 +224,18 @@ def safe_filename(title: str, *, suffix: str, ext: str, max_stem: int = 60) -> s
     clean_ext = re.sub(r"[^a-z0-9]+", "", ext.lower())[:8] or "txt"
     stem = "-".join(p for p in ("ledger", slug or "session", clean_suffix) if p)
     return f"{stem}.{clean_ext}"
+
+
+def ago(when: datetime, *, now: datetime) -> str:
+    """A short relative time for lists: "just now", "5 min ago", "3 h ago", "2 d ago", or the
+    date when older than a week."""
+    seconds = (now - when).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86_400:
+        return f"{int(seconds // 3600)} h ago"
+    if seconds < 7 * 86_400:
+        return f"{int(seconds // 86_400)} d ago"
+    return when.astimezone(UTC).strftime("%Y-%m-%d")
