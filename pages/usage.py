@@ -7,7 +7,8 @@ import uuid
 import streamlit as st
 
 from app.context import current_user, show_error
-from core import access, charts, db, usage
+from app.scope import pick
+from core import charts, db, usage
 from core.errors import LedgerError
 
 user = current_user()
@@ -16,14 +17,7 @@ if flash := st.session_state.pop("flash", None):
     st.success(flash)
 default = usage.last_days(30)
 
-with db.session_scope() as dbs:
-    whose = user.id
-    if user.is_admin:
-        people = {c.id: c.label for c in access.user_choices(dbs)}
-        options = [user.id, "all", *[uid for uid in people if uid != user.id]]
-        names = {user.id: "Me", "all": "All users", **people}
-        whose = st.selectbox("Whose usage", options, format_func=lambda o: names[o])
-    scope = access.scope(user, user_id=None if whose == "all" else whose, all_users=whose == "all")
+scope = pick(user, label="Whose usage", me="Me")
 picked = st.date_input("Dates (UTC, both included)", (default.start, default.end), key="dates")
 
 
