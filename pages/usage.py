@@ -25,17 +25,15 @@ def quota_panel(uid: uuid.UUID) -> None:
     """Today's use against the quota; admins can change the user's quota here."""
     with db.session_scope() as dbs:
         status = usage.quota_status(dbs, user_id=uid)
-        used, quota = status.used, status.quota
-        left, right = st.columns(2)
-        left.metric("Tokens used today", f"{used:,}")
-        if quota is None:
-            right.metric("Remaining today", "unlimited")
-        else:
-            right.metric("Remaining today", f"{status.remaining:,}", f"of {quota:,}", "off")
-            st.progress(status.fraction_used or 0.0)
-        st.caption(
-            f"Resets at {status.resets_at:%Y-%m-%d %H:%M} UTC. Quota source: {status.source}."
+    used, quota = status.used, status.quota
+    left, right = st.columns(2)
+    left.metric("Tokens used today", f"{used:,}")
+    right.metric("Remaining today", "unlimited" if quota is None else f"{status.remaining:,}")
+    if quota is not None:
+        st.progress(
+            status.fraction_used or 0.0, f"{used:,} of {quota:,} tokens ({status.source} quota)"
         )
+    st.caption(f"Days are UTC; today's count resets at {status.resets_at:%Y-%m-%d %H:%M} UTC.")
     if user.is_admin:
         with st.expander("Change this user's daily quota"):
             default_too = st.checkbox(
@@ -70,7 +68,9 @@ try:
     cols[2].metric("Completion tokens", f"{k['completion_tokens']:,}")
     ttft = k["median_ttft_ms"]
     cols[3].metric("Median time to first token", "—" if ttft != ttft else f"{ttft:,.0f} ms")
-    cols[4].metric("Error rate", f"{k['error_rate']:.1%}", f"{k['errors']:,} errors", "off")
+    cols[4].metric(
+        "Error rate", f"{k['error_rate']:.1%}", f"{k['errors']:,} errors", "off", delta_arrow="off"
+    )
     if not k["percentiles_exact"]:
         st.caption("Percentiles over all users are estimated from 1 % histogram buckets.")
     left, right = st.columns(2)
