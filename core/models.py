@@ -88,6 +88,8 @@ class ConversationSession(Base):
     __table_args__ = (
         # "A user's sessions, newest first", with id as tie-breaker for stable paging.
         Index("ix_sessions_owner_updated", "user_id", text("updated_at DESC"), text("id DESC")),
+        # Everyone's sessions, newest first: the admin's "all users" list and search (0003).
+        Index("ix_sessions_updated", text("updated_at DESC"), text("id DESC")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

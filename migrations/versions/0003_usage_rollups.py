@@ -6,7 +6,8 @@ everyone's latency percentiles over large ranges from ``usage_latency_hist`` (1 
 logarithmic buckets). Statement-level triggers with transition tables keep both exact on every
 INSERT, UPDATE and DELETE of llm_calls, one aggregated upsert per statement (so a bulk COPY
 costs one pass). The llm_calls indexes gain INCLUDE columns so a user's range (quota, exact
-percentiles) is read by index-only scans.
+percentiles) is read by index-only scans, and everyone's sessions can be listed newest first
+from an index (the admin's "all users" view).
 
 Revision ID: 0003
 Revises: 0002
@@ -177,6 +178,13 @@ def upgrade() -> None:
         postgresql_include=ALL_INCLUDE,
     )
 
+    op.create_index(
+        "ix_sessions_updated",
+        "conversation_sessions",
+        [sa.literal_column("updated_at DESC"), sa.literal_column("id DESC")],
+        unique=False,
+    )
+
     for name, body in FUNCTIONS.items():
         op.execute(_function(name, body))
     for (trigger, event), function in zip(TRIGGERS.items(), FUNCTIONS, strict=True):
@@ -195,6 +203,7 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON llm_calls")
     for function in FUNCTIONS:
         op.execute(f"DROP FUNCTION IF EXISTS {function}()")
+    op.drop_index("ix_sessions_updated", table_name="conversation_sessions")
     op.drop_index("ix_llm_calls_created", table_name="llm_calls")
     op.drop_index("ix_llm_calls_user_created", table_name="llm_calls")
     op.create_index("ix_llm_calls_created", "llm_calls", ["created_at"], unique=False)

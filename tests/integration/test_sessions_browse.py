@@ -367,3 +367,15 @@ def test_delete_older_than_refuses_a_bad_number_of_days(
 ) -> None:
     with pytest.raises(InvalidInput):
         sessions.delete_older_than(dbs, r, user_id=people["alice"], days=days)  # type: ignore[arg-type]
+
+
+def test_search_over_very_many_sessions_says_it_searched_the_newest_only(
+    dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "MAX_SEARCH_SESSIONS", 2)
+    for i in range(3):
+        make_session(dbs, r, people["alice"], f"plan {i}", ["x"], at=T0 + timedelta(hours=i))
+    result = sessions.search(dbs, r, user_id=None, query="plan")
+    assert result.limited and result.sessions_searched == 2
+    assert [h.session.title for h in result.hits] == ["plan 2", "plan 1"]
+    assert "in the 2 most recent sessions" in result.message
