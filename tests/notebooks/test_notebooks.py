@@ -58,8 +58,9 @@ def run_notebook(name: str, parameters: dict[str, object], cwd: Path) -> tuple[n
         nb, kernel_name=KERNEL, timeout=180, resources={"metadata": {"path": str(cwd)}}
     )
     client.execute()
-    (last,) = [o for o in nb.cells[-1].outputs if o.get("name") == "stdout"]
-    return nb, json.loads(last.text)
+    # A print can reach the client as several stream messages: join them.
+    printed = "".join(o.text for o in nb.cells[-1].outputs if o.get("name") == "stdout")
+    return nb, json.loads(printed)
 
 
 def record(dbs: Session, user_id, day: date, model: str, prompt: int, completion: int, ttft, outcome="ok") -> None:  # type: ignore[no-untyped-def]
