@@ -45,6 +45,10 @@ class NotFound(LedgerError):
     """The thing does not exist, or belongs to someone else (the two are indistinguishable)."""
 
 
+class Forbidden(LedgerError):
+    """The signed-in user may not do this (an admin-only action or another user's data)."""
+
+
 class Conflict(LedgerError):
     """The write would break a uniqueness rule (a taken username or email) or a guard (the
     last administrator); ``field`` names the input when there is one."""
@@ -68,7 +72,3 @@ class AuthenticationFailed(LedgerError):
 
 class AccountDisabled(LedgerError):
     """The password was right but an administrator disabled the account."""
-
-
-class Forbidden(LedgerError):
-    """The signed-in user may not do this (for example, an admin action by a non-admin)."""

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -53,6 +54,9 @@ class User(Base):
         Index("uq_users_username_lower", func.lower(text("username")), unique=True),
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
         CheckConstraint("role IN ('user', 'admin')", name="role"),
+        CheckConstraint(
+            "daily_token_quota IS NULL OR daily_token_quota >= 0", name="daily_token_quota"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -75,6 +79,8 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default="false"
     )
+    # Per-user override of DAILY_TOKEN_QUOTA, set by admins: NULL = the default, 0 = unlimited.
+    daily_token_quota: Mapped[int | None] = mapped_column(BigInteger)
 
     sessions: Mapped[list[ConversationSession]] = relationship(
         back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
@@ -104,6 +110,8 @@ class ConversationSession(Base):
     __table_args__ = (
         # "A user's sessions, newest first", with id as tie-breaker for stable paging.
         Index("ix_sessions_owner_updated", "user_id", text("updated_at DESC"), text("id DESC")),
+        # Everyone's sessions, newest first: the admin's "all users" list and search (0004).
+        Index("ix_sessions_updated", text("updated_at DESC"), text("id DESC")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -131,9 +139,26 @@ class LlmCall(Base):
     __tablename__ = "llm_calls"
     __table_args__ = (
         CheckConstraint("outcome IN ('ok', 'error', 'cancelled')", name="outcome"),
-        # Dashboard aggregates: one user's range, and everyone's range.
-        Index("ix_llm_calls_user_created", "user_id", "created_at"),
-        Index("ix_llm_calls_created", "created_at"),
+        # A user's range (quota check, one user's exact percentiles) and everyone's range, both
+        # covering what those queries read, so they are index-only scans (migration 0004).
+        Index(
+            "ix_llm_calls_user_created",
+            "user_id",
+            "created_at",
+            postgresql_include=[
+                "model",
+                "outcome",
+                "prompt_tokens",
+                "completion_tokens",
+                "ttft_ms",
+                "duration_ms",
+            ],
+        ),
+        Index(
+            "ix_llm_calls_created",
+            "created_at",
+            postgresql_include=["model", "outcome", "completion_tokens", "ttft_ms", "duration_ms"],
+        ),
         Index("ix_llm_calls_session", "session_id"),
     )
 
@@ -155,3 +180,43 @@ class LlmCall(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
     )
+
+
+NO_SESSION = uuid.UUID(int=0)
+
+
+class UsageDaily(Base):
+    """Daily rollup of ``llm_calls`` (UTC days), kept exact by statement triggers on
+    ``llm_calls`` (migration 0004); the app never writes it. ``session_id`` is not a foreign
+    key: a deleted session's figures stay (like its usage rows); ``NO_SESSION`` = none."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_user_day", "user_id", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(10), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class UsageLatencyHistogram(Base):
+    """Per day and model, how many calls fell in each 1 % wide logarithmic bucket of time to
+    first token (``ttft``, ms) and generation speed (``tps``, tokens/s): bucket
+    ``floor(ln(value) * 100)``. Everyone's percentiles over long ranges come from here
+    (within 1 %); smaller scopes use ``percentile_cont`` on the rows. Kept by the same
+    triggers as ``usage_daily``."""
+
+    __tablename__ = "usage_latency_hist"
+    __table_args__ = (CheckConstraint("metric IN ('ttft', 'tps')", name="metric"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(4), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import psycopg
 import pytest
 import redis
@@ -29,6 +30,12 @@ from core.config import get_settings
 from core.models import Base
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Property tests explore at random while developing; under CI they replay the same examples, so
+# a red build is reproducible and never depends on a lucky draw.
+hypothesis.settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+hypothesis.settings.register_profile("dev", deadline=None)
+hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

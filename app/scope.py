@@ -1,0 +1,27 @@
+"""The admin's "whose data" picker, shared by the sessions and usage pages."""
+
+from __future__ import annotations
+
+import uuid
+
+import streamlit as st
+
+from core import access, db
+from core.accounts import Identity
+
+ALL = "all"
+
+
+def pick(user: Identity, *, label: str, me: str) -> uuid.UUID | None:
+    """The ``user_id`` for core queries: analysts always get their own; admins choose
+    themselves, everyone (None) or one user."""
+    if not user.is_admin:
+        return access.scope(user)
+    with db.session_scope() as dbs:
+        people = {c.id: c.label for c in access.user_choices(dbs)}
+    options: list[uuid.UUID | str] = [user.id, ALL, *[uid for uid in people if uid != user.id]]
+    names: dict[uuid.UUID | str, str] = {**people, user.id: me, ALL: "All users"}
+    whose = st.selectbox(label, options, format_func=lambda o: names[o], key="whose")
+    if whose == ALL:
+        return access.scope(user, all_users=True)
+    return access.scope(user, user_id=whose if isinstance(whose, uuid.UUID) else None)

@@ -1,0 +1,250 @@
+"""Usage page queries over 1,000,000 llm_calls rows (100 users, 90 days).
+
+Starts a scratch embedded PostgreSQL (pgserver) in a temporary folder, migrates it to head,
+fills it in SQL with generate_series (about 20 s), then times ``core.usage.dashboard`` (every
+query the usage page runs) for the last 30 days: all users, and one user, alternating.
+
+    .venv/bin/python benchmarks/usage_queries.py [--rows 1000000] [--runs 20]
+    BENCH_DATABASE_URL=postgresql://... to use a server you provide (a scratch database is made).
+
+Targets (PERFORMANCE.md): median under 300 ms for all users, under 50 ms for one user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from core import clock, migrate, services, usage
+
+GENERATE = """
+INSERT INTO users (id, username, email, display_name, password_hash)
+SELECT gen_random_uuid(), 'bench' || lpad(g::text, 3, '0'), 'bench' || g || '@example.com',
+       'Bench ' || g, 'x'
+FROM generate_series(1, :users) g;
+
+-- Sessions as analysts make them: one model each, :per_session calls a few minutes apart,
+-- starting at a random moment of the period, owned by a random user.
+CREATE TEMP TABLE bench_sessions AS
+WITH u AS (SELECT array_agg(id ORDER BY username) AS ids FROM users)
+SELECT n, gen_random_uuid() AS id, u.ids[1 + floor(random() * :users)::int] AS user_id,
+       (:t0)::timestamptz
+           + random() * ((:t1)::timestamptz - (:t0)::timestamptz - interval '2 hours') AS started,
+       (ARRAY['llama3.2:3b', 'llama3.2:3b', 'llama3.1:8b', 'qwen2.5:7b', 'smollm2-135m'])
+           [1 + floor(random() * 5)::int] AS model
+FROM generate_series(0, :rows / :per_session) n, u;
+
+INSERT INTO conversation_sessions (id, user_id, title, model, created_at, updated_at,
+                                   message_count)
+SELECT id, user_id, 'Session ' || n, model, started, started + interval '1 hour', 2 * :per_session
+FROM bench_sessions;
+
+-- Calls in time order (an append-only log).
+INSERT INTO llm_calls (user_id, session_id, model, backend, prompt_tokens, completion_tokens,
+                       ttft_ms, duration_ms, outcome, error, created_at)
+SELECT s.user_id, s.id, s.model, 'ollama', x.prompt, x.completion,
+       CASE WHEN x.outcome = 'error' THEN NULL ELSE x.ttft END,
+       CASE WHEN x.outcome = 'error' THEN x.ttft
+            ELSE x.ttft + x.completion * (12 + 30 * random()) END,
+       x.outcome,
+       CASE WHEN x.outcome = 'error' THEN 'model server unreachable' END,
+       s.started + (x.i % :per_session) * interval '3 minutes' + random() * interval '2 minutes'
+FROM (
+    SELECT i, i / :per_session AS n,
+           CASE WHEN random() < 0.03 THEN 'error' WHEN random() < 0.02 THEN 'cancelled'
+                ELSE 'ok' END AS outcome,
+           (200 + random() * 1800 + (i % :per_session) * 150)::int AS prompt,
+           (20 + random() * 700)::int AS completion,
+           80 + 600 * random() * random() AS ttft
+    FROM generate_series(0, :rows - 1) i
+) x
+JOIN bench_sessions s ON s.n = x.n
+ORDER BY 11;
+"""
+
+
+def _scratch_server(work: Path) -> tuple[str, Callable[[], None]]:
+    services._runtime_dir()
+    import pgserver
+
+    server = pgserver.get_server(work / "pg", cleanup_mode="delete")
+    return server.get_uri(), server.cleanup
+
+
+def _make_database(admin_url: str) -> str:
+    name = f"ledger_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    from urllib.parse import urlsplit, urlunsplit
+
+    return services.sqlalchemy_url(urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}")))
+
+
+def _drop_database(admin_url: str, url: str) -> None:
+    name = url.rsplit("/", 1)[1].split("?", 1)[0]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--range-days", type=int, default=30)
+    parser.add_argument("--calls-per-session", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--database-url", default=None, help="admin URL (default: scratch)")
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans")
+    args = parser.parse_args()
+
+    import os
+
+    work = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    admin_url = args.database_url or os.environ.get("BENCH_DATABASE_URL")
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
+    if not admin_url:
+        admin_url, cleanup = _scratch_server(work)
+    url = _make_database(admin_url)
+    engine = create_engine(url)
+    try:
+        migrate.upgrade(engine)
+        t1 = clock.now().replace(hour=12, minute=0, second=0, microsecond=0)
+        t0 = t1 - __import__("datetime").timedelta(days=args.days)
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            for statement in GENERATE.split(";\n"):
+                if statement.strip():
+                    conn.execute(
+                        text(statement),
+                        {
+                            "users": args.users,
+                            "rows": args.rows,
+                            "per_session": args.calls_per_session,
+                            "t0": t0,
+                            "t1": t1,
+                        },
+                    )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+        print(
+            f"generated {args.rows:,} llm_calls rows for {args.users} users over "
+            f"{args.days} days in {time.perf_counter() - started:.1f} s"
+        )
+
+        clock.set_source(lambda: t1)
+        rng = usage.last_days(args.range_days)
+        with Session(engine) as db:
+            one_user = db.execute(text("SELECT id FROM users ORDER BY username LIMIT 1")).scalar()
+            in_range = db.execute(
+                text("SELECT count(*) FROM llm_calls WHERE created_at >= :a AND created_at < :b"),
+                {"a": rng.start_at, "b": rng.end_before},
+            ).scalar()
+        print(f"range {rng.start}..{rng.end}: {in_range:,} rows for all users")
+
+        scopes: dict[str, uuid.UUID | None] = {"all users": None, "one user": one_user}
+        timings: dict[str, list[float]] = {name: [] for name in scopes}
+        parts: dict[str, dict[str, list[float]]] = {name: {} for name in scopes}
+        queries = {
+            "kpis": usage.kpis,
+            "tokens_per_day": usage.tokens_per_day,
+            "requests_per_day": usage.requests_per_day,
+            "latency_by_model": usage.latency_by_model,
+            "top_sessions": usage.top_sessions,
+        }
+        with Session(engine) as db:
+            for run in range(args.runs + 2):  # two warm-up rounds
+                for name, uid in scopes.items():  # A B A B: drift hits both sides
+                    began = time.perf_counter()
+                    board = usage.dashboard(db, user_id=uid, start=rng.start, end=rng.end)
+                    spent = time.perf_counter() - began
+                    assert not board.empty
+                    if run >= 2:
+                        timings[name].append(spent)
+                    for qname, fn in queries.items():
+                        began = time.perf_counter()
+                        fn(db, user_id=uid, start=rng.start, end=rng.end)  # type: ignore[operator]
+                        if run >= 2:
+                            parts[name].setdefault(qname, []).append(time.perf_counter() - began)
+                db.rollback()
+
+        print(f"\nusage page queries (core.usage.dashboard), {args.runs} runs after 2 warm-ups")
+        targets = {"all users": 0.300, "one user": 0.050}
+        for name, values in timings.items():
+            med = statistics.median(values)
+            verdict = "ok" if med < targets[name] else "OVER TARGET"
+            print(
+                f"  {name:9}: median {_ms(med)}  p95 {_ms(_p95(values))}  "
+                f"(target < {targets[name] * 1000:.0f} ms: {verdict})"
+            )
+            for qname, qvalues in parts[name].items():
+                print(f"      {qname:18} median {_ms(statistics.median(qvalues))}")
+        with Session(engine) as db:
+            began = time.perf_counter()
+            exact = usage.latency_by_model(
+                db, user_id=None, start=rng.start, end=rng.end, exact_limit=10**12
+            )
+            exact_ms = (time.perf_counter() - began) * 1000
+            estimated = usage.latency_by_model(db, user_id=None, start=rng.start, end=rng.end)
+        columns = ["ttft_p50_ms", "ttft_p95_ms", "tokens_per_s_p50", "tokens_per_s_p95"]
+        error = ((estimated[columns] - exact[columns]).abs() / exact[columns]).max().max()
+        print(
+            f"  all users' percentiles: estimated from usage_latency_hist "
+            f"(exact={bool(estimated['percentiles_exact'].all())}), largest relative "
+            f"difference from percentile_cont {error:.4%}; percentile_cont itself took "
+            f"{exact_ms:.0f} ms"
+        )
+        if args.explain:
+            _explain(engine, rng, one_user)
+    finally:
+        clock.set_source(None)
+        engine.dispose()
+        _drop_database(admin_url, url)
+        cleanup()
+
+
+def _explain(engine: object, rng: usage.DateRange, one_user: uuid.UUID) -> None:
+    from sqlalchemy import event
+
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        captured.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    with Session(engine) as db:  # type: ignore[arg-type]
+        for uid in (None, one_user):
+            usage.dashboard(db, user_id=uid, start=rng.start, end=rng.end)
+    event.remove(engine, "before_cursor_execute", capture)
+    raw = engine.raw_connection()  # type: ignore[attr-defined]
+    try:
+        cur = raw.cursor()
+        for statement, parameters in captured:
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+            print("\n" + statement.strip().splitlines()[0][:100])
+            for (line,) in cur.fetchall():
+                print("   ", line)
+    finally:
+        raw.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Altair charts of the usage frames, shared by the usage page and the notebooks.
+
+Each function takes a frame from ``core.usage`` and returns a chart; nothing is computed here
+beyond reshaping for plotting (the figures come from SQL).
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+OUTCOME_COLOURS = {"ok": "#2e7d32", "cancelled": "#9e9e9e", "error": "#c62828"}
+
+
+def latency_long(latency: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, measure and statistic: what the grouped bar charts plot."""
+    columns = {
+        "ttft_p50_ms": ("Time to first token (ms)", "median"),
+        "ttft_p95_ms": ("Time to first token (ms)", "p95"),
+        "tokens_per_s_p50": ("Tokens per second", "median"),
+        "tokens_per_s_p95": ("Tokens per second", "p95"),
+    }
+    rows = [
+        {"model": row["model"], "measure": measure, "stat": stat, "value": row[column]}
+        for _, row in latency.iterrows()
+        for column, (measure, stat) in columns.items()
+        if pd.notna(row[column])
+    ]
+    return pd.DataFrame(rows, columns=["model", "measure", "stat", "value"])
+
+
+def tokens_per_day(frame: pd.DataFrame) -> alt.Chart:
+    chart: alt.Chart = (
+        alt.Chart(frame, title="Tokens per day by model")
+        .mark_bar()
+        .encode(
+            x=alt.X("day:T", title="Day (UTC)"),
+            y=alt.Y("sum(tokens):Q", title="Tokens"),
+            color=alt.Color("model:N", title="Model"),
+            tooltip=[
+                alt.Tooltip("day:T", title="Day"),
+                "model:N",
+                alt.Tooltip("tokens:Q", format=","),
+                alt.Tooltip("prompt_tokens:Q", format=","),
+                alt.Tooltip("completion_tokens:Q", format=","),
+                "requests:Q",
+            ],
+        )
+    )
+    return chart
+
+
+def requests_per_day(frame: pd.DataFrame) -> alt.Chart:
+    outcomes = list(OUTCOME_COLOURS)
+    chart: alt.Chart = (
+        alt.Chart(frame, title="Requests per day by outcome")
+        .mark_bar()
+        .encode(
+            x=alt.X("day:T", title="Day (UTC)"),
+            y=alt.Y("sum(requests):Q", title="Requests"),
+            color=alt.Color(
+                "outcome:N",
+                title="Outcome",
+                scale=alt.Scale(domain=outcomes, range=[OUTCOME_COLOURS[o] for o in outcomes]),
+            ),
+            tooltip=[alt.Tooltip("day:T", title="Day"), "outcome:N", "requests:Q"],
+        )
+    )
+    return chart
+
+
+def latency(long: pd.DataFrame, measure: str) -> alt.Chart:
+    """Median and p95 side by side per model, for one measure of ``latency_long``."""
+    data = long[long["measure"] == measure]
+    chart: alt.Chart = (
+        alt.Chart(data, title=f"{measure} per model")
+        .mark_bar()
+        .encode(
+            x=alt.X("model:N", title=None),
+            xOffset=alt.XOffset("stat:N", sort=["median", "p95"]),
+            y=alt.Y("value:Q", title=measure),
+            color=alt.Color("stat:N", title="Statistic", sort=["median", "p95"]),
+            tooltip=["model:N", "stat:N", alt.Tooltip("value:Q", format=",.1f")],
+        )
+    )
+    return chart
+
+
+def top_sessions(frame: pd.DataFrame) -> alt.Chart:
+    # Titles repeat ("New chat"): label each bar with the start of its session id too.
+    labelled = frame.assign(session=frame["title"] + " · " + frame["session_id"].str[:6])
+    chart: alt.Chart = (
+        alt.Chart(labelled, title="Top sessions by tokens")
+        .mark_bar()
+        .encode(
+            y=alt.Y("session:N", sort="-x", title=None),
+            x=alt.X("tokens:Q", title="Tokens"),
+            tooltip=["title:N", "username:N", alt.Tooltip("tokens:Q", format=","), "requests:Q"],
+        )
+    )
+    return chart

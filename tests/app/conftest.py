@@ -1,0 +1,68 @@
+"""Helpers for AppTest of single pages: identity, chart data, download contents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from core.accounts import Identity
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def page(services_env: None) -> Callable[[str, Identity], AppTest]:
+    """``page("usage", identity)``: an AppTest of pages/<name>.py signed in as identity."""
+
+    def make(name: str, identity: Identity) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60)
+        at.session_state["identity"] = identity
+        return at
+
+    return make
+
+
+def chart_data(at: AppTest) -> dict[str, pd.DataFrame]:
+    """Each Vega-Lite chart's data (the Arrow dataset Streamlit sends), by chart title."""
+    import json
+
+    charts = {}
+    for element in at.get("vega_lite_chart"):
+        proto = element.proto
+        title = json.loads(proto.spec).get("title")
+        (dataset,) = proto.datasets
+        charts[title] = pa.ipc.open_stream(dataset.data.data).read_pandas()
+    return charts
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, tuple[bytes, str | None]]]:
+    """What each download button would deliver: media URL's file name -> (bytes, file name).
+
+    AppTest keeps download data in an in-memory media store that it drops after each run;
+    this records what goes in, leaving Streamlit's behaviour unchanged."""
+    seen: dict[str, tuple[bytes, str | None]] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):  # type: ignore[no-untyped-def]
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        seen[file_id] = (path_or_data, filename)
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    yield seen
+
+
+def download(
+    at: AppTest, seen: dict[str, tuple[bytes, str | None]], label: str
+) -> tuple[bytes, str | None]:
+    """The bytes and file name behind the download button labelled ``label``."""
+    (button,) = [b for b in at.get("download_button") if b.proto.label == label]
+    file_id = Path(button.proto.url).stem
+    return seen[file_id]
