@@ -223,6 +223,11 @@ def status_note(message: Mapping[str, Any]) -> str | None:
     return None
 
 
+def for_display(text: str) -> str:
+    """Text for Streamlit's Markdown: ``$`` escaped, so "USD 5 and $6" is not read as LaTeX."""
+    return text.replace("$", "\\$")
+
+
 def _db_url(db: Session) -> str:
     try:
         bind = db.get_bind()
