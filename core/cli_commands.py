@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from core import accounts_cli
+from core import accounts_cli, chat_cli
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 REGISTRARS: list[Registrar] = [
     accounts_cli.register,  # create-admin, reset-password
+    chat_cli.register,  # chat (the terminal client)
 ]
