@@ -18,13 +18,13 @@ transaction, and records the Prometheus metrics.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import re
 import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -52,6 +52,7 @@ HISTORY_WINDOW = 32  # messages read from Redis at a time while filling the cont
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
 MIN_REPLY_TOKENS = 64  # a prompt that leaves less room than this for the reply is refused
 MAX_MODEL_NAME = 200
+DEFAULT_PROMPT = Path(__file__).with_name("prompts") / "finance.md"
 
 # C0 and C1 control characters except tab and newline; lone surrogates (not encodable).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -67,28 +68,29 @@ OUTCOME_STATUS: dict[str, history.Status] = {
 # --- persona -------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _read_prompt_file(path: str, mtime_ns: int) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
 def system_prompt(settings: Settings | None = None) -> str:
     """The finance persona: SYSTEM_PROMPT_PATH if set, else core/prompts/finance.md.
 
-    Today's date is appended so the model can say how old its figures are.
+    The file is read again when it changes. Today's date is appended so the model can say
+    how old its figures are.
     """
     settings = settings or get_settings()
-    path = settings.system_prompt_path
-    if path is not None:
-        path = path.expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(
-                f"SYSTEM_PROMPT_PATH points to {path}, which does not exist."
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"SYSTEM_PROMPT_PATH {path} cannot be read: {exc}") from None
-    else:
-        text = (importlib.resources.files("core") / "prompts" / "finance.md").read_text("utf-8")
+    configured = settings.system_prompt_path
+    path = configured.expanduser() if configured is not None else DEFAULT_PROMPT
+    try:
+        text = _read_prompt_file(str(path), path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        raise ConfigError(f"SYSTEM_PROMPT_PATH points to {path}, which does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"SYSTEM_PROMPT_PATH {path} cannot be read: {exc}") from None
     text = text.strip()
     if not text:
-        raise ConfigError(f"The system prompt file {path or 'finance.md'} is empty.")
+        raise ConfigError(f"The system prompt file {path} is empty.")
     return f"{text}\n\nToday's date: {now():%Y-%m-%d} (UTC)."
 
 
@@ -158,19 +160,25 @@ def fit_context(
 
 
 def _recent_history(
-    r: redis.Redis, *, session_id: uuid.UUID, budget: int, count: Callable[[str], int]
+    r: redis.Redis,
+    *,
+    session_id: uuid.UUID,
+    newest: list[history.Message],
+    budget: int,
+    count: Callable[[str], int],
 ) -> list[history.Message]:
-    """The newest messages, read from Redis a window at a time until the budget is covered."""
-    total = history.count(r, session_id=session_id)
-    loaded: list[history.Message] = []
-    tokens = 0
-    end = total
-    while end > 0 and tokens <= budget:
-        start = max(0, end - HISTORY_WINDOW)
-        window = history.read_range(r, session_id=session_id, start=start, stop=end - 1)
+    """``newest`` plus older messages, read a window at a time until the budget is covered."""
+    loaded = list(newest)
+    tokens = sum(count(m.get("content", "")) for m in loaded)
+    fetched, more = len(loaded), len(loaded) >= HISTORY_WINDOW
+    while more and tokens <= budget:
+        window = history.read_range(
+            r, session_id=session_id, start=-(fetched + HISTORY_WINDOW), stop=-(fetched + 1)
+        )
         loaded[:0] = window
+        fetched += len(window)
         tokens += sum(count(m.get("content", "")) for m in window)
-        end = start
+        more = len(window) == HISTORY_WINDOW
     return loaded
 
 
@@ -266,12 +274,13 @@ def _prepare(
             row = sessions.create(db, user_id=user_id, title=title, model=model)
         else:
             row = sessions.get_for_owner(db, user_id=user_id, session_id=session_id)
-        try:
-            r.ping()  # before the commit: with Redis down, PostgreSQL gets nothing either
-        except (redis.RedisError, OSError) as exc:
-            raise _redis_unavailable(r, exc) from None
         sid = row.id
-        db.commit()
+        if session_id is None:
+            try:
+                r.ping()  # before the commit: with Redis down, PostgreSQL gets nothing either
+            except (redis.RedisError, OSError) as exc:
+                raise _redis_unavailable(r, exc) from None
+            db.commit()
         return sid, session_id is None
     except IntegrityError:
         db.rollback()
@@ -327,7 +336,9 @@ def turn(
         session_factory, r, user_id=user_id, session_id=session_id, title=text, model=model
     )
     try:
-        history.append(r, session_id=sid, message=history.make_message("user", text))
+        newest = history.append_and_read_last(
+            r, session_id=sid, message=history.make_message("user", text), n=HISTORY_WINDOW
+        )
     except (redis.RedisError, OSError) as exc:
         if new:
             _forget_session(session_factory, user_id=user_id, sid=sid)
@@ -344,6 +355,7 @@ def turn(
         system=system,
         model=model,
         started=started,
+        newest=newest,
     )
 
 
@@ -368,6 +380,7 @@ class Turn(Iterator[str]):
         system: str,
         model: str,
         started: float,
+        newest: list[history.Message],
     ) -> None:
         self.session_factory = session_factory
         self.r = r
@@ -384,6 +397,7 @@ class Turn(Iterator[str]):
         self.error: str | None = None
         self.storage_error: str | None = None
         self._started = started
+        self._newest = newest
         self._first: float | None = None
         self._parts: list[str] = []
         self._prompt_estimate = 0
@@ -423,7 +437,11 @@ class Turn(Iterator[str]):
         count = functools.lru_cache(maxsize=1024)(self.backend.count_tokens)
         try:
             recent = _recent_history(
-                self.r, session_id=self.session_id, budget=window - reserve, count=count
+                self.r,
+                session_id=self.session_id,
+                newest=self._newest,
+                budget=window - reserve,
+                count=count,
             )
         except (redis.RedisError, OSError) as exc:
             raise _redis_unavailable(self.r, exc) from None

@@ -55,7 +55,7 @@ class Usage:
         return self.completion_tokens / (self.eval_ms / 1000.0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Chunk:
     """A piece of the reply; the final chunk has ``usage`` set (and usually no text)."""
 
@@ -184,23 +184,28 @@ class OllamaBackend:
                 stream=True,
                 options=dict(options) if options else None,
             )
+            done = False
             for part in stream:
-                text = part.message.content or ""
-                if part.done:
-                    yield Chunk(
-                        text,
-                        Usage(
-                            prompt_tokens=part.prompt_eval_count,
-                            completion_tokens=part.eval_count,
-                            total_ms=_ms(part.total_duration),
-                            load_ms=_ms(part.load_duration),
-                            prompt_eval_ms=_ms(part.prompt_eval_duration),
-                            eval_ms=_ms(part.eval_duration),
-                            done_reason=part.done_reason,
-                        ),
-                    )
-                    return
-                yield Chunk(text)
+                if not part.done:
+                    yield Chunk(part.message.content or "")
+                    continue
+                done = True
+                yield Chunk(
+                    part.message.content or "",
+                    Usage(
+                        prompt_tokens=part.prompt_eval_count,
+                        completion_tokens=part.eval_count,
+                        total_ms=_ms(part.total_duration),
+                        load_ms=_ms(part.load_duration),
+                        prompt_eval_ms=_ms(part.prompt_eval_duration),
+                        eval_ms=_ms(part.eval_duration),
+                        done_reason=part.done_reason,
+                    ),
+                )
+                # No return here: reading on to the end of the body lets the HTTP
+                # connection go back to the pool instead of being closed.
+            if done:
+                return
             raise LLMUnavailable(
                 f"The connection to Ollama at {self.host} ended before the reply was complete.",
                 host=self.host,
