@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
 import unicodedata
 import uuid
@@ -404,6 +405,8 @@ class Turn(Iterator[str]):
         self._options: dict[str, Any] = {}
         self._finished = False
         self._stored = False
+        self._cancel = threading.Event()
+        self._done = threading.Event()
         self._gen = self._run()
 
     # --- iterator protocol ---------------------------------------------------------------
@@ -419,6 +422,19 @@ class Turn(Iterator[str]):
         self._gen.close()
         if not self._finished:  # closed before the first chunk was asked for
             self._finish("cancelled", None, None)
+
+    def cancel(self) -> None:
+        """Ask the turn to stop from another thread; it saves the partial reply and ends.
+
+        Streamlit starts the rerun that a click causes on a new thread while the old run is
+        still streaming: the new run calls ``cancel()`` then ``wait()``, so the history it
+        renders includes the partial reply. The turn notices at its next chunk.
+        """
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the turn has saved its reply; False if ``timeout`` seconds passed."""
+        return self._done.wait(timeout)
 
     @property
     def text(self) -> str:
@@ -475,7 +491,9 @@ class Turn(Iterator[str]):
                         self._first = time.perf_counter()
                     self._parts.append(chunk.text)
                     yield chunk.text
-            outcome = "ok"
+                    if self._cancel.is_set():
+                        break
+            outcome = "cancelled" if self._cancel.is_set() else "ok"
         except (GeneratorExit, KeyboardInterrupt):
             outcome = "cancelled"
             raise
@@ -497,6 +515,12 @@ class Turn(Iterator[str]):
         if self._finished:
             return
         self._finished = True
+        try:
+            self._save(outcome, error, final)
+        finally:
+            self._done.set()
+
+    def _save(self, outcome: str, error: str | None, final: Usage | None) -> None:
         ended = time.perf_counter()
         text = self.text
         ttft_ms = (self._first - self._started) * 1000 if self._first is not None else None

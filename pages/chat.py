@@ -19,7 +19,7 @@ def render(message: dict[str, Any]) -> None:
         st.markdown(chat.for_display(message["content"]))
         note = chat.status_note(message)
         if note and message.get("status") == "interrupted":
-            st.warning(note, icon="⏹️")
+            st.warning(note, icon=":material/stop_circle:")
         elif note:
             st.error(note)
         if message.get("stats"):
@@ -44,9 +44,17 @@ with st.sidebar:
 st.title("Chat")
 note = llm.serving_note(backend, model)
 if backend.demo:
-    st.info(note, icon="🧪")
+    st.info(note, icon=":material/science:")
 else:
     st.caption(note)
+
+# A click during a reply starts this run on a new thread while the old run still streams:
+# stop that reply and let it save, so the history below includes its partial text.
+previous = st.session_state.get("turn")
+if isinstance(previous, chat.Turn) and not previous.wait(0):
+    previous.cancel()
+    if not previous.wait(timeout=5):
+        st.info("The previous reply is still being saved; it will appear on the next refresh.")
 
 session_id = st.query_params.get("session") or None
 if session_id:
@@ -85,12 +93,17 @@ if prompt is not None:
             with st.expander("Your prompt (not sent): copy it from here"):
                 st.code(prompt, language=None, wrap_lines=True)
         st.stop()
+    st.session_state["turn"] = turn
     st.query_params["session"] = str(turn.session_id)
     with st.chat_message("user"):
         st.markdown(chat.for_display(turn.prompt))
     with st.chat_message("assistant"):
         stop = st.empty()
-        stop.button("Stop", icon="⏹️", help="Stop the reply; the text so far is kept.")
+        stop.button(
+            "Stop reply",
+            icon=":material/stop_circle:",
+            help="Stop the reply; the text so far is kept.",
+        )
         try:
             st.write_stream(chat.for_display(text) for text in turn)
         except LedgerError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -226,6 +227,19 @@ def test_redis_down_at_send_time_writes_nothing(
     assert session_count(dbs) == 0 and calls(dbs) == [] and env.requests == []
 
 
+def test_redis_down_when_continuing_a_session_changes_nothing(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    first = start(user_id, "What is EBITDA?")
+    list(first)
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    with pytest.raises(ServiceUnavailable, match="Redis is not reachable"):
+        start(user_id, "And EBIT?", session_id=first.session_id, r=dead)
+    dbs.expire_all()
+    row = sessions.get_for_owner(dbs, user_id=user_id, session_id=first.session_id)
+    assert row.message_count == 2 and len(calls(dbs)) == 1 and len(env.requests) == 1
+
+
 def test_postgres_down_at_send_time_writes_nothing(
     env: FakeOllama, user_id: uuid.UUID, r: redis.Redis
 ) -> None:
@@ -340,6 +354,27 @@ def test_closing_mid_stream_saves_the_partial_reply_as_interrupted(
     after = metric("ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="cancelled")
     assert after == cancelled + 1
     assert metric("ledger_llm_active_streams") == 0
+
+
+def test_cancel_from_another_thread_stops_and_saves_before_wait_returns(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    import threading
+
+    env.script(chunks=500, delay=0.005)
+    t = start(user_id, "Stream for a while")
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(t))  # the old Streamlit run
+    reader.start()
+    while len(got) < 3:
+        time.sleep(0.005)
+    t.cancel()  # what the next run does
+    assert t.wait(timeout=5)
+    reply = history.read_all(r, session_id=t.session_id)[1]  # saved by the time wait returns
+    reader.join(timeout=5)
+    assert reply["status"] == "interrupted" and reply["content"] == "".join(got)
+    assert 3 <= len(got) < 500
+    assert [c.outcome for c in calls(dbs)] == ["cancelled"]
 
 
 def test_closing_before_the_first_chunk_still_records_the_turn(
