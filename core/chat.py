@@ -270,6 +270,9 @@ def _prepare(
     """Owner check (or a new session row), quota, Redis reachable; one short transaction."""
     db = session_factory()
     try:
+        if session_id is not None:
+            # Only reads follow: no transaction, which saves the BEGIN and ROLLBACK round trips.
+            db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         usage.check_quota(db, user_id=user_id)
         if session_id is None:
             row = sessions.create(db, user_id=user_id, title=title, model=model)
