@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.context import current_user, show_error
 from core import chat, db, llm, services, sessions
-from core.errors import EmptyPrompt, InvalidInput, LedgerError, NotFound
+from core.errors import EmptyPrompt, LedgerError, NotFound
 
 user = current_user()
 backend = llm.get_backend()
@@ -87,11 +87,10 @@ if prompt is not None:
         )
     except EmptyPrompt:
         st.stop()
-    except LedgerError as exc:
+    except LedgerError as exc:  # refused before anything was stored: offer the text back
         show_error(exc)
-        if isinstance(exc, InvalidInput) or "not reachable" in str(exc):
-            with st.expander("Your prompt (not sent): copy it from here"):
-                st.code(prompt, language=None, wrap_lines=True)
+        with st.expander("Your prompt (not sent): copy it from here"):
+            st.code(prompt, language=None, wrap_lines=True)
         st.stop()
     st.session_state["turn"] = turn
     st.query_params["session"] = str(turn.session_id)

@@ -119,3 +119,40 @@ def test_over_limit_prompt_is_refused_and_offered_back(ana: Identity) -> None:
     at.chat_input[0].set_value("x" * 16_001).run()
     assert any("limit is 16,000 characters" in e.value for e in at.error)
     assert at.expander and at.code[0].value == "x" * 16_001
+
+
+def test_embedded_model_is_announced_as_a_small_demo(
+    ana: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import llm
+    from core.config import get_settings
+
+    monkeypatch.setenv("LLM_BACKEND", "llamacpp")
+    get_settings.cache_clear()
+    llm.reset()
+    at = page(ana)
+    (info,) = at.info
+    assert "embedded llama.cpp (a small demo model)" in info.value
+    assert "run Ollama" in info.value
+
+
+def test_redis_down_refuses_the_prompt_and_offers_it_back(
+    ana: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import services
+    from core.config import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    services.reset()
+    try:
+        at = page(ana)
+        at.chat_input[0].set_value("What is a swap?").run()
+        (error,) = at.error
+        assert error.value.startswith("Redis is not reachable at redis://127.0.0.1:1/0: "), error
+        assert at.code[0].value == "What is a swap?"
+        assert "session" not in at.query_params
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        services.reset()

@@ -83,6 +83,10 @@ def test_reply_streams_and_everything_is_recorded(
 ) -> None:
     env.script(reply=["EBITDA", " is", " earnings", " before", " interest."])
     ok_before = metric("ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="ok")
+    ttft_before = metric("ledger_llm_time_to_first_token_seconds_count", model=MODEL)
+    duration_before = metric("ledger_llm_request_duration_seconds_count", model=MODEL)
+    tokens_before = metric("ledger_llm_completion_tokens_total", model=MODEL)
+    rate_before = metric("ledger_llm_tokens_per_second_count", model=MODEL)
     t = start(user_id, "What is EBITDA?")
     assert list(t) == ["EBITDA", " is", " earnings", " before", " interest."]
 
@@ -111,6 +115,10 @@ def test_reply_streams_and_everything_is_recorded(
     assert call.completion_tokens == 5 and call.ttft_ms is not None and call.duration_ms > 0
     after = metric("ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="ok")
     assert after == ok_before + 1
+    assert metric("ledger_llm_time_to_first_token_seconds_count", model=MODEL) == ttft_before + 1
+    assert metric("ledger_llm_request_duration_seconds_count", model=MODEL) == duration_before + 1
+    assert metric("ledger_llm_completion_tokens_total", model=MODEL) == tokens_before + 5
+    assert metric("ledger_llm_tokens_per_second_count", model=MODEL) == rate_before + 1
     assert metric("ledger_llm_active_streams") == 0
 
 
