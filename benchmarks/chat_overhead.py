@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -71,16 +72,24 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     os.environ.setdefault("DATA_DIR", str(tmp / "data"))
-    os.environ["AUTH_COOKIE_KEY"] = "x" * 48
+    os.environ["AUTH_COOKIE_KEY"] = secrets.token_urlsafe(48)
     os.environ["BCRYPT_ROUNDS"] = "4"
     os.environ["LLM_BACKEND"] = "ollama"
     # A 2,000-token reply must not be cut by the reply limit (num_predict) the turn sends.
     os.environ["LLM_MAX_REPLY_TOKENS"] = "4096"
     os.environ["LLM_CONTEXT_TOKENS"] = "8192"
+    os.chdir(tmp)  # no developer .env
     fake, url = start_fake()
+    try:
+        bench(url, args.runs)
+    finally:
+        fake.terminate()
+        fake.wait()
+
+
+def bench(url: str, runs: int) -> None:
     os.environ["OLLAMA_HOST"] = url
     os.environ["OLLAMA_MODEL"] = MODEL
-    os.chdir(tmp)  # no developer .env
 
     import ollama
 
@@ -172,7 +181,7 @@ def main() -> None:
     try:
         expected["chunks"] = 20
         script(url, chunks=20, delay=0.005)
-        a, b = measure("First chunk (20 chunks, 5 ms apart)", args.runs)
+        a, b = measure("First chunk (20 chunks, 5 ms apart)", runs)
         fa, fb = [x[0] for x in a], [x[0] for x in b]
         overhead = [y - x for x, y in zip(fa, fb, strict=True)]
         for label, values in (("bare client", fa), ("chat.turn  ", fb)):
@@ -188,7 +197,7 @@ def main() -> None:
         script(url, chunks=2000, delay=0)
         timing["bare"].clear()
         timing["turn"].clear()
-        a, b = measure("Throughput (2,000 chunks, no delay)", args.runs)
+        a, b = measure("Throughput (2,000 chunks, no delay)", runs)
         sa, sb = timing["bare"][2:], timing["turn"][2:]  # without the warm-ups
         ta, tb = [x[1] for x in a], [x[1] for x in b]
         ratio = statistics.median(sa) / statistics.median(sb)
@@ -204,8 +213,6 @@ def main() -> None:
             f"(p95 {p95(tb):.1f}); ratio {whole:.3f}"
         )
     finally:
-        fake.terminate()
-        fake.wait()
         db.reset()
         services.shutdown()
 
