@@ -72,3 +72,37 @@ class AuthenticationFailed(LedgerError):
 
 class AccountDisabled(LedgerError):
     """The password was right but an administrator disabled the account."""
+
+
+class EmptyPrompt(InvalidInput):
+    """The prompt is empty or only whitespace: nothing to send (pages simply ignore it)."""
+
+    def __init__(self) -> None:
+        super().__init__("prompt", "Type a question first.")
+
+
+class LLMError(LedgerError):
+    """The model failed to produce a reply (base of every model error).
+
+    Raised as is for an error reported by the model server in the middle of a reply.
+    """
+
+
+class LLMUnavailable(LLMError):
+    """The model server cannot be reached, dropped the connection, or did not answer in time."""
+
+    def __init__(self, message: str, *, host: str = "") -> None:
+        self.host = host
+        super().__init__(message)
+
+
+class ModelNotFound(LLMError):
+    """The model is not installed on the server; the message says how to pull it."""
+
+    def __init__(self, model: str, *, host: str = "") -> None:
+        self.model = model
+        self.host = host
+        where = f" on the Ollama server at {host}" if host else ""
+        super().__init__(
+            f'Model "{model}" is not available{where}. Pull it first: ollama pull {model}'
+        )

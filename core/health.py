@@ -117,3 +117,16 @@ def report(timeout: float = DEFAULT_TIMEOUT_SECONDS) -> tuple[bool, dict[str, An
         "status": "ok" if healthy else "unavailable",
         "checks": {c.name: asdict(c) for c in checks},
     }
+
+
+def check_llm() -> Check:
+    """Which backend serves chats and whether it answers (the embedded one: file loads)."""
+    from core import llm
+
+    def probe() -> str:
+        return llm.get_backend().health()
+
+    return _timed("llm", probe)
+
+
+PROBES.append(check_llm)

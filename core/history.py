@@ -106,3 +106,14 @@ def count(r: redis.Redis, *, session_id: uuid.UUID | str) -> int:
 
 def delete(r: redis.Redis, *, session_id: uuid.UUID | str) -> None:
     r.unlink(key(session_id))
+
+
+def append_and_read_last(
+    r: redis.Redis, *, session_id: uuid.UUID | str, message: Message, n: int
+) -> list[Message]:
+    """Append one message and read the newest ``n`` (it included) in one round trip."""
+    pipe = r.pipeline(transaction=False)
+    pipe.rpush(key(session_id), _encode(message))
+    pipe.lrange(key(session_id), -max(1, n), -1)
+    _, raw = pipe.execute()
+    return [_decode(x) for x in raw]

@@ -1,8 +1,116 @@
-"""Placeholder until the chat page lands (its own issue)."""
+"""Chat: ask finance questions and watch the answer stream in (logic lives in core.chat)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import streamlit as st
 
-from app.context import current_user
+from app.context import current_user, show_error
+from core import chat, db, llm, services, sessions
+from core.errors import EmptyPrompt, LedgerError, NotFound
 
 user = current_user()
+backend = llm.get_backend()
+
+
+def render(message: dict[str, Any]) -> None:
+    with st.chat_message(message["role"]):
+        st.markdown(chat.for_display(message["content"]))
+        note = chat.status_note(message)
+        if note and message.get("status") == "interrupted":
+            st.warning(note, icon=":material/stop_circle:")
+        elif note:
+            st.error(note)
+        if message.get("stats"):
+            st.caption(chat.caption(message["stats"]))
+
+
+def new_chat() -> None:
+    st.query_params.pop("session", None)
+
+
+with st.sidebar:
+    st.button("New chat", on_click=new_chat, use_container_width=True, type="primary")
+    try:
+        installed = backend.list_models()
+    except LedgerError as exc:
+        installed = []
+        st.warning(str(exc))
+    default = backend.default_model
+    choices = installed if default in installed else [default, *installed]
+    model = st.selectbox("Model", choices, index=choices.index(default), key="model")
+
 st.title("Chat")
+note = llm.serving_note(backend, model)
+if backend.demo:
+    st.info(note, icon=":material/science:")
+else:
+    st.caption(note)
+
+# A click during a reply starts this run on a new thread while the old run still streams:
+# stop that reply and let it save, so the history below includes its partial text.
+previous = st.session_state.get("turn")
+if isinstance(previous, chat.Turn) and not previous.wait(0):
+    previous.cancel()
+    if not previous.wait(timeout=5):
+        st.info("The previous reply is still being saved; it will appear on the next refresh.")
+
+session_id = st.query_params.get("session") or None
+if session_id:
+    try:
+        with db.session_scope() as s:
+            shown = sessions.messages(
+                s, services.redis_client(), user_id=user.id, session_id=session_id
+            )
+    except NotFound:
+        st.error("Session not found.")
+        st.button("Start a new chat", on_click=new_chat)
+        st.stop()
+    except LedgerError as exc:
+        show_error(exc)
+        st.stop()
+    for message in shown:
+        render(dict(message))
+
+prompt = st.chat_input("Ask about markets, accounting, corporate or personal finance")
+if prompt is not None:
+    try:
+        turn = chat.turn(
+            db.get_sessionmaker(),
+            services.redis_client(),
+            backend,
+            user_id=user.id,
+            session_id=session_id,
+            prompt=prompt,
+            model=model,
+        )
+    except EmptyPrompt:
+        st.stop()
+    except LedgerError as exc:  # refused before anything was stored: offer the text back
+        show_error(exc)
+        with st.expander("Your prompt (not sent): copy it from here"):
+            st.code(prompt, language=None, wrap_lines=True)
+        st.stop()
+    st.session_state["turn"] = turn
+    st.query_params["session"] = str(turn.session_id)
+    with st.chat_message("user"):
+        st.markdown(chat.for_display(turn.prompt))
+    with st.chat_message("assistant"):
+        stop = st.empty()
+        stop.button(
+            "Stop reply",
+            icon=":material/stop_circle:",
+            help="Stop the reply; the text so far is kept.",
+        )
+        try:
+            st.write_stream(chat.for_display(text) for text in turn)
+        except LedgerError as exc:
+            st.error(f"Reply failed: {exc}")
+        finally:
+            turn.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
+        stop.empty()
+        if turn.stats is not None:
+            st.caption(chat.caption(turn.stats))
+        if turn.storage_error:
+            st.warning(turn.storage_error)

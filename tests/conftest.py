@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from core import clock, db, services
 from core.config import get_settings
 from core.models import Base
+from tests.support.fake_ollama import FakeOllama
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,3 +175,30 @@ def dbs(clean_state: None) -> Iterator[Session]:
 @pytest.fixture
 def r(clean_state: None) -> redis.Redis:
     return services.redis_client()
+
+
+# --- LLM -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    """A local server speaking Ollama's wire format (tests/support/fake_ollama.py)."""
+    with FakeOllama(models=["llama3.2:3b", "qwen2.5:7b"]) as server:
+        yield server
+
+
+@pytest.fixture
+def ollama_env(fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
+    """Core's settings point at the fake Ollama (short timeouts, so failures are quick)."""
+    from core import llm
+
+    monkeypatch.setenv("LLM_BACKEND", "ollama")
+    monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
+    monkeypatch.setenv("OLLAMA_MODEL", "llama3.2:3b")
+    monkeypatch.setenv("LLM_CONNECT_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("LLM_READ_TIMEOUT_SECONDS", "0.5")
+    get_settings.cache_clear()
+    llm.reset()
+    yield fake_ollama
+    get_settings.cache_clear()
+    llm.reset()

@@ -1,185 +1,449 @@
-"""A scripted Ollama server on loopback: the real `ollama` client talks HTTP to it.
+"""A local HTTP server that speaks Ollama's wire format, scriptable per test.
 
-It answers the endpoints the client uses (/api/version, /api/tags, /api/show, /api/ps,
-/api/chat, /api/generate) with a fixed model list and a scripted reply streamed as NDJSON,
-the way Ollama streams. Tests use it to drive a chat turn through the running app without a
-real model; the product never depends on it.
+It answers what the official client and the app use, with the field names and status codes of
+the real server (ollama/ollama docs/api.md and server/routes.go):
+
+- ``POST /api/chat``: ``application/x-ndjson``, one JSON object per line, chunked transfer
+  encoding; content chunks ``{"model", "created_at", "message": {"role", "content"},
+  "done": false}`` and a final chunk with ``done: true``, ``done_reason`` and the timings
+  (``total_duration``, ``load_duration``, ``prompt_eval_count``, ``prompt_eval_duration``,
+  ``eval_count``, ``eval_duration``; nanoseconds). ``options.num_predict`` is honoured
+  (``done_reason: "length"``).
+- Errors before any content: the status code with ``{"error": "..."}``; an unknown model is
+  404 ``model "x" not found, try pulling it first``. Errors after content: one
+  ``{"error": "..."}`` line, then the stream ends (as the real server does).
+- ``POST /api/generate`` likewise (``response`` instead of ``message``); ``"stream": false``
+  answers one JSON object, as the real server does.
+- ``GET /api/tags``, ``POST /api/show`` (``model_info`` with ``<arch>.context_length``),
+  ``GET /api/ps``, ``GET /api/version``, ``GET /``, ``HEAD /``.
+
+Failure modes for the test to script: ``error`` (an error line after ``after`` chunks),
+``drop`` (connection closed after ``after`` chunks, no terminating chunk), ``hang`` (no more
+bytes after ``after`` chunks; ``after=0`` sends not even the headers), ``status`` (an HTTP
+error status before any content).
+
+Usage::
+
+    with FakeOllama(models=["llama3.2:3b"]) as server:
+        server.script(reply=["Hello", " world"], delay=0.005)
+        ... OLLAMA_HOST=server.url ...
+        server.requests[-1]["messages"]  # what the client sent
+
+Accepted sockets get TCP_NODELAY, as Go's net/http sets it: without it Nagle's algorithm and
+delayed ACKs add ~40 ms to small writes and every latency figure is wrong.
+
+The script can also be set over HTTP (``POST /__fake__/script`` with the same keyword
+arguments as JSON), for a server started in another process:
+``python -m tests.support.fake_ollama --port 0`` prints its URL.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import select
+import socket
+import sys
 import threading
-from dataclasses import dataclass, field
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
-MODEL = "ledger-scripted:latest"
-_CREATED = "2026-01-01T00:00:00Z"
+Failure = Literal["error", "drop", "hang", "status"]
+
+DEFAULT_MODELS = ("llama3.2:3b",)
+DEFAULT_REPLY = ("Revenue", " is", " the", " top", " line", ".")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Script:
-    """What the next chat requests receive (tests may change it between turns)."""
+    """What the next ``/api/chat`` requests get."""
 
-    reply: str = "Net working capital is current assets minus current liabilities."
-    prompt_tokens: int = 42
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    chunks: tuple[str, ...] = DEFAULT_REPLY
+    delay: float = 0.0  # seconds before each content chunk
+    first_delay: float = 0.0  # extra seconds before the first chunk (model "thinking")
+    failure: Failure | None = None
+    after: int = 0  # content chunks sent before the failure
+    error: str = "an error was encountered while running the model: unexpected EOF"
+    status: int = 500  # for failure="status"
+    load_duration_ns: int = 2_000_000
 
-    def chunks(self) -> list[str]:
-        words = self.reply.split(" ")
-        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+def _now() -> str:
+    # Go's RFC 3339 with nanoseconds, UTC, as the real server prints it.
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return f"{stamp}123Z"
 
 
-class FakeOllama:
-    def __init__(self, model: str = MODEL) -> None:
-        self.model = model
-        self.script = Script()
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
-    def __enter__(self) -> FakeOllama:
-        self._thread.start()
-        return self
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeOllama
 
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (Stop, timeout, dropped test): not a server fault
+        super().handle_error(request, client_address)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
 
 
 class _Handler(BaseHTTPRequestHandler):
-    owner: FakeOllama
     protocol_version = "HTTP/1.1"
+    server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+    def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
         pass
 
-    def _json(self, body: Any, status: int = 200) -> None:
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            value = json.loads(raw or b"{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def _json(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
-        return json.loads(raw or b"{}")
+    def _chunk(self, obj: Any) -> None:
+        line = json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
 
-    def _details(self) -> dict[str, Any]:
-        return {
-            "format": "gguf",
-            "family": "llama",
-            "parameter_size": "1B",
-            "quantization_level": "Q4_0",
-        }
+    def _end_chunks(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _hang(self) -> None:
+        """Send nothing until the client goes away or the server stops."""
+        fake = self.server.fake
+        sock = self.connection
+        while not fake._stopping.is_set():
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                try:
+                    if not sock.recv(1, socket.MSG_PEEK):
+                        break
+                except OSError:
+                    break
+        self.close_connection = True
+
+    def _drop(self) -> None:
+        self.wfile.flush()
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+    def _find_model(self, name: str) -> str | None:
+        fake = self.server.fake
+        for model in fake.models:
+            if name in (model, f"{model}:latest") or model == f"{name}:latest":
+                return model
+        return None
+
+    # --- routes ----------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        if self.path == "/":
+            data = b"Ollama is running"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif self.path == "/api/version":
+            self._json(200, {"version": "0.6.5"})
+        elif self.path == "/api/tags":
+            self._json(200, {"models": [fake._tag(m) for m in fake.models]})
+        elif self.path == "/api/ps":
+            self._json(200, {"models": []})
+        else:
+            self._json(404, {"error": "404 page not found"})
 
     def do_HEAD(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_GET(self) -> None:
-        model = self.owner.model
-        if self.path == "/":
-            data = b"Ollama is running"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        elif self.path == "/api/version":
-            self._json({"version": "0.12.0"})
-        elif self.path == "/api/tags":
-            self._json(
-                {
-                    "models": [
-                        {
-                            "name": model,
-                            "model": model,
-                            "modified_at": _CREATED,
-                            "size": 1,
-                            "digest": "0" * 64,
-                            "details": self._details(),
-                        }
-                    ]
-                }
-            )
-        elif self.path == "/api/ps":
-            self._json({"models": []})
-        else:
-            self._json({"error": f"not found: {self.path}"}, 404)
-
     def do_POST(self) -> None:
+        fake = self.server.fake
         body = self._body()
-        if self.path == "/api/show":
-            if body.get("model") not in (self.owner.model, self.owner.model.split(":")[0]):
-                self._json({"error": f"model '{body.get('model')}' not found"}, 404)
-                return
-            self._json(
-                {
-                    "modelfile": "",
-                    "parameters": "",
-                    "template": "",
-                    "details": self._details(),
-                    "model_info": {"general.architecture": "llama", "llama.context_length": 4096},
-                    "modified_at": _CREATED,
-                }
-            )
-        elif self.path in ("/api/chat", "/api/generate"):
-            self._generate(body, chat=self.path == "/api/chat")
+        if self.path in ("/api/chat", "/api/generate"):
+            with fake._lock:
+                fake.requests.append(body)
+            self._chat(body, chat=self.path == "/api/chat")
+        elif self.path == "/api/show":
+            name = str(body.get("model") or body.get("name") or "")
+            model = self._find_model(name)
+            if model is None:
+                self._json(404, {"error": f"model '{name}' not found"})
+            else:
+                self._json(200, fake._show(model))
+        elif self.path == "/__fake__/script":
+            fake.script(**body)
+            self._json(200, {"ok": True})
         else:
-            self._json({"error": f"not found: {self.path}"}, 404)
+            self._json(404, {"error": "404 page not found"})
 
-    def _generate(self, body: dict[str, Any], *, chat: bool) -> None:
-        script = self.owner.script
-        script.requests.append(body)
-        if body.get("model") not in (self.owner.model, self.owner.model.split(":")[0]):
-            self._json(
-                {"error": f"model '{body.get('model')}' not found, try pulling it first"}, 404
-            )
+    def _chat(self, body: dict[str, Any], *, chat: bool = True) -> None:
+        fake = self.server.fake
+        script = fake._script
+        started = time.perf_counter_ns()
+        name = str(body.get("model") or "")
+        if not name:
+            self._json(400, {"error": "model is required"})
             return
-        chunks = script.chunks()
+        if script.failure == "hang" and script.after == 0:
+            self._hang()
+            return
+        model = self._find_model(name)
+        if model is None:
+            self._json(404, {"error": f'model "{name}" not found, try pulling it first'})
+            return
+        if script.failure == "status" or (script.failure == "error" and script.after == 0):
+            # Nothing written yet: the real server answers with the status and a JSON body.
+            self._json(script.status, {"error": script.error})
+            return
 
-        def piece(text: str, done: bool) -> dict[str, Any]:
-            out: dict[str, Any] = {"model": self.owner.model, "created_at": _CREATED, "done": done}
+        def piece(text: str, **closing: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {"model": name, "created_at": _now()}
             if chat:
                 out["message"] = {"role": "assistant", "content": text}
             else:
                 out["response"] = text
-            if done:
-                out.update(
-                    done_reason="stop",
-                    prompt_eval_count=script.prompt_tokens,
-                    eval_count=len(chunks),
-                    total_duration=1_000_000,
-                    load_duration=1_000,
-                    prompt_eval_duration=100_000,
-                    eval_duration=900_000,
-                )
+            out.update(closing or {"done": False})
             return out
 
-        if body.get("stream", True) is False:
-            final = piece(script.reply, True)
-            self._json(final)
+        options = body.get("options") or {}
+        limit = int(options.get("num_predict") or 0)
+        chunks = list(script.chunks)
+        reason = "stop"
+        if limit > 0 and len(chunks) > limit:
+            chunks, reason = chunks[:limit], "length"
+        texts = [str(m.get("content", "")) for m in body.get("messages", [])]
+        prompt_tokens = sum(_tokens(t) for t in [*texts, str(body.get("prompt", ""))] if t)
+
+        def final(ended: int, first_token: int) -> dict[str, Any]:
+            return {
+                "done_reason": reason,
+                "done": True,
+                "total_duration": ended - started + script.load_duration_ns,
+                "load_duration": script.load_duration_ns,
+                "prompt_eval_count": prompt_tokens,
+                "prompt_eval_duration": max(1, first_token - started),
+                "eval_count": len(chunks),
+                "eval_duration": max(1, ended - first_token),
+            }
+
+        if body.get("stream", True) is False and script.failure is None:
+            # One JSON object with the whole reply, as the real server answers stream=false.
+            time.sleep(script.first_delay + script.delay * len(chunks))
+            now = time.perf_counter_ns()
+            self._json(200, piece("".join(chunks), **final(now, started)))
             return
+
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for text in chunks:
-            self._chunk(json.dumps(piece(text, False)).encode() + b"\n")
-        self._chunk(json.dumps(piece("", True)).encode() + b"\n")
-        self._chunk(b"")
 
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+        first_token_ns = time.perf_counter_ns()
+        sent = 0
+        try:
+            for text in chunks:
+                if script.failure is not None and sent == script.after:
+                    break
+                pause = script.delay + (script.first_delay if sent == 0 else 0.0)
+                if pause:
+                    time.sleep(pause)
+                if sent == 0:
+                    first_token_ns = time.perf_counter_ns()
+                self._chunk(piece(text))
+                sent += 1
+            if script.failure == "error":
+                self._chunk({"error": script.error})
+                self._end_chunks()
+                return
+            if script.failure == "drop":
+                self._drop()
+                return
+            if script.failure == "hang":
+                self._hang()
+                return
+            self._chunk(piece("", **final(time.perf_counter_ns(), first_token_ns)))
+            self._end_chunks()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (Stop, page left)
+
+
+@dataclass
+class FakeOllama:
+    """The server: ``start()``, ``url``, ``script(...)``, ``requests``, ``stop()``."""
+
+    models: Sequence[str] = DEFAULT_MODELS
+    context_length: int = 8192
+    model_name: str | None = None  # FakeOllama(model_name=...) serves that one model
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _script: Script = field(default_factory=Script)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _server: _Server | None = None
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.models, str):
+            self.models = (self.models,)
+        if self.model_name:
+            self.models = (self.model_name,)
+
+    @property
+    def model(self) -> str:
+        """The first (default) model: what OLLAMA_MODEL should name."""
+        return self.models[0]
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake Ollama server is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeOllama:
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOllama:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def script(
+        self,
+        *,
+        reply: str | Sequence[str] | None = None,
+        chunks: int | None = None,
+        delay: float | None = None,
+        first_delay: float | None = None,
+        failure: Failure | None = None,
+        after: int | None = None,
+        error: str | None = None,
+        status: int | None = None,
+    ) -> FakeOllama:
+        """Set what the following chat requests get (unset arguments reset to defaults).
+
+        ``reply``: the chunks (a string is split into words, spaces kept with them);
+        ``chunks=N``: N one-word chunks instead; ``delay``: seconds before each chunk.
+        """
+        base = Script()
+        parts: tuple[str, ...] = base.chunks
+        if isinstance(reply, str):
+            words = reply.split(" ")
+            parts = tuple(w if i == 0 else " " + w for i, w in enumerate(words))
+        elif reply is not None:
+            parts = tuple(reply)
+        if chunks is not None:
+            parts = tuple("word " for _ in range(chunks))
+        updates: dict[str, Any] = {"chunks": parts, "failure": failure}
+        for key, value in (
+            ("delay", delay),
+            ("first_delay", first_delay),
+            ("after", after),
+            ("error", error),
+            ("status", status),
+        ):
+            if value is not None:
+                updates[key] = value
+        self._script = replace(base, **updates)
+        return self
+
+    # --- bodies ------------------------------------------------------------------------------
+
+    def _tag(self, model: str) -> dict[str, Any]:
+        return {
+            "name": model,
+            "model": model,
+            "modified_at": "2025-01-02T03:04:05.123456789Z",
+            "size": 2019393189,
+            "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": "llama",
+                "families": ["llama"],
+                "parameter_size": "3.2B",
+                "quantization_level": "Q4_K_M",
+            },
+        }
+
+    def _show(self, model: str) -> dict[str, Any]:
+        return {
+            "modelfile": f'# Modelfile generated by "ollama show"\nFROM {model}\n',
+            "parameters": 'stop                           "<|eot_id|>"',
+            "template": "{{ .Prompt }}",
+            "details": self._tag(model)["details"],
+            "model_info": {
+                "general.architecture": "llama",
+                "general.parameter_count": 3212749888,
+                "llama.context_length": self.context_length,
+                "llama.embedding_length": 3072,
+            },
+            "capabilities": ["completion", "tools"],
+            "modified_at": "2025-01-02T03:04:05.123456789Z",
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake Ollama until interrupted.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model", action="append", default=None)
+    parser.add_argument("--chunks", type=int, default=None)
+    parser.add_argument("--delay", type=float, default=None)
+    args = parser.parse_args()
+    fake = FakeOllama(models=tuple(args.model or DEFAULT_MODELS), port=args.port)
+    fake.script(chunks=args.chunks, delay=args.delay)
+    fake.start()
+    print(fake.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

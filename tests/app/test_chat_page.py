@@ -1,0 +1,158 @@
+"""The chat page under Streamlit's AppTest, on real PostgreSQL and Redis and a fake Ollama."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+from core import accounts, history, sessions
+from core.accounts import Identity
+from tests.conftest import ROOT
+from tests.support.fake_ollama import FakeOllama
+
+PAGE = str(ROOT / "pages" / "chat.py")
+
+
+def make_identity(dbs: Session, name: str) -> Identity:
+    user = accounts.create_user(
+        dbs,
+        username=name,
+        email=f"{name}@example.com",
+        display_name=name.title(),
+        password="p" * 12,
+    )
+    dbs.commit()
+    return Identity.of(user)
+
+
+@pytest.fixture
+def ana(dbs: Session, r: redis.Redis, ollama_env: FakeOllama) -> Identity:
+    return make_identity(dbs, "ana")
+
+
+@pytest.fixture(autouse=True)
+def _clear_streamlit_caches() -> Iterator[None]:
+    yield
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def page(identity: Identity, session: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=20)
+    at.session_state["identity"] = identity
+    if session is not None:
+        at.query_params["session"] = session
+    return at.run()
+
+
+def texts(at: AppTest) -> list[str]:
+    return [md.value for msg in at.chat_message for md in msg.markdown]
+
+
+def test_prompt_streams_a_reply_with_its_stats_caption(
+    ana: Identity, ollama_env: FakeOllama
+) -> None:
+    ollama_env.script(reply=["EBITDA", " costs", " $5", " bn"])
+    at = page(ana)
+    assert not at.exception and not at.error
+    at.chat_input[0].set_value("What is EBITDA?").run()
+    assert not at.exception and not at.error
+    assert texts(at) == ["What is EBITDA?", "EBITDA costs \\$5 bn"]
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("4 tokens · ") and "first token" in c for c in captions)
+    assert uuid.UUID(at.query_params["session"])
+
+
+def test_page_says_which_backend_and_model_answer(ana: Identity, ollama_env: FakeOllama) -> None:
+    at = page(ana)
+    assert at.selectbox(key="model").options == ["llama3.2:3b", "qwen2.5:7b"]
+    assert any(f"llama3.2:3b via Ollama at {ollama_env.url}" in c.value for c in at.caption)
+
+
+def test_session_reloads_from_the_url(ana: Identity, ollama_env: FakeOllama) -> None:
+    first = page(ana)
+    first.chat_input[0].set_value("What is a bond?").run()
+    sid = first.query_params["session"]
+
+    at = page(ana, session=sid)
+    assert not at.exception and not at.error
+    assert texts(at) == ["What is a bond?", "Revenue is the top line."]
+    assert any(c.value.startswith("6 tokens") for c in at.caption)
+
+
+def test_another_users_session_is_refused_like_an_unknown_one(
+    ana: Identity, dbs: Session, r: redis.Redis
+) -> None:
+    bob = make_identity(dbs, "bob")
+    theirs = sessions.create(dbs, user_id=bob.id, title="Bob's plans")
+    dbs.commit()
+    history.append(r, session_id=theirs.id, message=history.make_message("user", "secret"))
+
+    for sid in (str(theirs.id), str(uuid.uuid4()), "not-a-uuid"):
+        at = page(ana, session=sid)
+        assert [e.value for e in at.error] == ["Session not found."]
+        assert texts(at) == []
+        assert not at.chat_input  # stopped before the input
+
+
+def test_failed_reply_is_marked_and_the_prompt_kept(ana: Identity, ollama_env: FakeOllama) -> None:
+    ollama_env.script(reply=["Partial", " answer", " lost"], failure="drop", after=2)
+    at = page(ana)
+    at.chat_input[0].set_value("Explain WACC").run()
+    assert any("dropped before the reply was complete" in e.value for e in at.error)
+    sid = at.query_params["session"]
+
+    again = page(ana, session=sid)
+    assert texts(again) == ["Explain WACC", "Partial answer"]
+    assert any(e.value.startswith("Reply failed: ") for e in again.error)
+
+
+def test_over_limit_prompt_is_refused_and_offered_back(ana: Identity) -> None:
+    at = page(ana)
+    at.chat_input[0].set_value("x" * 16_001).run()
+    assert any("limit is 16,000 characters" in e.value for e in at.error)
+    assert at.expander and at.code[0].value == "x" * 16_001
+
+
+def test_embedded_model_is_announced_as_a_small_demo(
+    ana: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import llm
+    from core.config import get_settings
+
+    monkeypatch.setenv("LLM_BACKEND", "llamacpp")
+    get_settings.cache_clear()
+    llm.reset()
+    at = page(ana)
+    (info,) = at.info
+    assert "embedded llama.cpp (a small demo model)" in info.value
+    assert "run Ollama" in info.value
+
+
+def test_redis_down_refuses_the_prompt_and_offers_it_back(
+    ana: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import services
+    from core.config import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    services.reset()
+    try:
+        at = page(ana)
+        at.chat_input[0].set_value("What is a swap?").run()
+        (error,) = at.error
+        assert error.value.startswith("Redis is not reachable at redis://127.0.0.1:1/0: "), error
+        assert at.code[0].value == "What is a swap?"
+        assert "session" not in at.query_params
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        services.reset()

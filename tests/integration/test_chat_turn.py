@@ -1,0 +1,418 @@
+"""core.chat.turn against real PostgreSQL and Redis and a server speaking Ollama's protocol."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from prometheus_client import REGISTRY
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import accounts, chat, db, history, llm, sessions
+from core.config import get_settings
+from core.errors import (
+    EmptyPrompt,
+    InvalidInput,
+    LLMError,
+    LLMUnavailable,
+    ModelNotFound,
+    NotFound,
+    QuotaExceeded,
+    ServiceUnavailable,
+)
+from core.models import ConversationSession, LlmCall
+from tests.support.fake_ollama import FakeOllama
+
+MODEL = "llama3.2:3b"
+
+
+@pytest.fixture
+def user_id(dbs: Session) -> uuid.UUID:
+    user = accounts.create_user(
+        dbs, username="ana", email="ana@example.com", display_name="Ana", password="x" * 12
+    )
+    dbs.commit()
+    return user.id
+
+
+@pytest.fixture
+def env(ollama_env: FakeOllama, r: redis.Redis, dbs: Session) -> FakeOllama:
+    return ollama_env
+
+
+def start(user_id: uuid.UUID, prompt: str = "What is EBITDA?", **kw: object) -> chat.Turn:
+    return chat.turn(
+        db.get_sessionmaker(),
+        kw.pop("r", None) or _redis(),  # type: ignore[arg-type]
+        llm.get_backend(),
+        user_id=user_id,
+        prompt=prompt,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _redis() -> redis.Redis:
+    from core import services
+
+    return services.redis_client()
+
+
+def calls(dbs: Session) -> list[LlmCall]:
+    dbs.expire_all()
+    return list(dbs.scalars(select(LlmCall).order_by(LlmCall.id)))
+
+
+def session_count(dbs: Session) -> int:
+    dbs.expire_all()
+    return int(dbs.scalar(select(func.count()).select_from(ConversationSession)) or 0)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# --- the normal turn ------------------------------------------------------------------------
+
+
+def test_reply_streams_and_everything_is_recorded(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    env.script(reply=["EBITDA", " is", " earnings", " before", " interest."])
+    ok_before = metric("ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="ok")
+    ttft_before = metric("ledger_llm_time_to_first_token_seconds_count", model=MODEL)
+    duration_before = metric("ledger_llm_request_duration_seconds_count", model=MODEL)
+    tokens_before = metric("ledger_llm_completion_tokens_total", model=MODEL)
+    rate_before = metric("ledger_llm_tokens_per_second_count", model=MODEL)
+    t = start(user_id, "What is EBITDA?")
+    assert list(t) == ["EBITDA", " is", " earnings", " before", " interest."]
+
+    assert t.status == "complete" and t.error is None and t.storage_error is None
+    assert t.stats is not None
+    assert t.stats.completion_tokens == 5 and not t.stats.estimated
+    assert t.stats.ttft_ms is not None and t.stats.tokens_per_second
+    assert chat.caption(t.stats).startswith("5 tokens · ")
+
+    stored = history.read_all(r, session_id=t.session_id)
+    assert [(m["role"], m["content"]) for m in stored] == [
+        ("user", "What is EBITDA?"),
+        ("assistant", "EBITDA is earnings before interest."),
+    ]
+    assert "status" not in stored[1]
+    assert stored[1]["stats"]["completion_tokens"] == 5
+
+    row = sessions.get_for_owner(dbs, user_id=user_id, session_id=t.session_id)
+    assert row.title == "What is EBITDA?"
+    assert row.message_count == 2 and row.model == MODEL
+    assert row.completion_tokens == 5 and row.prompt_tokens == t.stats.prompt_tokens > 0
+
+    (call,) = calls(dbs)
+    assert call.outcome == "ok" and call.error is None
+    assert call.session_id == t.session_id and call.backend == "ollama" and call.model == MODEL
+    assert call.completion_tokens == 5 and call.ttft_ms is not None and call.duration_ms > 0
+    after = metric("ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="ok")
+    assert after == ok_before + 1
+    assert metric("ledger_llm_time_to_first_token_seconds_count", model=MODEL) == ttft_before + 1
+    assert metric("ledger_llm_request_duration_seconds_count", model=MODEL) == duration_before + 1
+    assert metric("ledger_llm_completion_tokens_total", model=MODEL) == tokens_before + 5
+    assert metric("ledger_llm_tokens_per_second_count", model=MODEL) == rate_before + 1
+    assert metric("ledger_llm_active_streams") == 0
+
+
+def test_persona_comes_first_and_history_follows(env: FakeOllama, user_id: uuid.UUID) -> None:
+    first = start(user_id, "What is EBITDA?")
+    list(first)
+    list(start(user_id, "And EBIT?", session_id=first.session_id))
+    sent = env.requests[-1]
+    assert sent["messages"][0]["role"] == "system"
+    assert "finance" in sent["messages"][0]["content"]
+    assert [m["content"] for m in sent["messages"][1:]] == [
+        "What is EBITDA?",
+        "Revenue is the top line.",
+        "And EBIT?",
+    ]
+    assert sent["options"]["num_ctx"] == get_settings().llm_context_tokens
+
+
+def test_long_history_is_trimmed_to_the_context_budget(
+    env: FakeOllama, user_id: uuid.UUID, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_CONTEXT_TOKENS", "1024")
+    monkeypatch.setenv("LLM_MAX_REPLY_TOKENS", "256")
+    get_settings.cache_clear()
+    first = start(user_id, "Start.")
+    list(first)
+    for i in range(200):
+        history.append(
+            r, session_id=first.session_id, message=history.make_message("user", f"note {i} " * 10)
+        )
+    list(start(user_id, "Latest question?", session_id=first.session_id))
+    sent = env.requests[-1]["messages"]
+    assert sent[-1]["content"] == "Latest question?"
+    assert 3 < len(sent) < 60  # far fewer than the 203 stored
+    assert sent[-2]["content"].startswith("note 199 ")  # newest kept, oldest dropped
+    assert env.requests[-1]["options"]["num_ctx"] == 1024
+
+
+def test_a_session_titled_new_chat_takes_its_first_prompt_as_title(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    row = sessions.create(dbs, user_id=user_id)
+    dbs.commit()
+    list(start(user_id, "Explain  duration\nof a bond", session_id=row.id))
+    dbs.expire_all()
+    assert sessions.get_for_owner(dbs, user_id=user_id, session_id=row.id).title == (
+        "Explain duration of a bond"
+    )
+
+
+def test_control_characters_and_unicode_reach_the_model_and_history_cleaned(
+    env: FakeOllama, user_id: uuid.UUID, r: redis.Redis
+) -> None:
+    t = start(user_id, "P/E of 李宁 ≈ 12× \x00\x1b? 👩‍💼 مرحبا")
+    list(t)
+    expected = "P/E of 李宁 ≈ 12× ? 👩‍💼 مرحبا"
+    assert env.requests[-1]["messages"][-1]["content"] == expected
+    assert history.read_all(r, session_id=t.session_id)[0]["content"] == expected
+
+
+# --- refused before anything is written -----------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t  "])
+def test_empty_prompt_is_ignored_and_nothing_is_written(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis, prompt: str
+) -> None:
+    with pytest.raises(EmptyPrompt):
+        start(user_id, prompt)
+    assert session_count(dbs) == 0 and r.dbsize() == 0 and env.requests == []
+
+
+def test_prompt_over_the_limit_is_refused_with_the_limit(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    with pytest.raises(InvalidInput, match="limit is 16,000 characters"):
+        start(user_id, "x" * 16_001)
+    assert session_count(dbs) == 0 and r.dbsize() == 0 and env.requests == []
+
+
+def test_another_users_session_is_not_found_and_untouched(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    other = accounts.create_user(
+        dbs, username="bob", email="bob@example.com", display_name="Bob", password="y" * 12
+    )
+    theirs = sessions.create(dbs, user_id=other.id, title="Private")
+    dbs.commit()
+    with pytest.raises(NotFound, match="Session not found"):
+        start(user_id, "Show me", session_id=theirs.id)
+    assert history.count(r, session_id=theirs.id) == 0 and env.requests == []
+
+
+def test_quota_is_checked_before_the_model_is_called(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    list(start(user_id, "First"))
+    monkeypatch.setenv("DAILY_TOKEN_QUOTA", "1")
+    get_settings.cache_clear()
+    requests_before = len(env.requests)
+    with pytest.raises(QuotaExceeded, match="Daily token quota"):
+        start(user_id, "Second")
+    assert len(env.requests) == requests_before and session_count(dbs) == 1
+
+
+def test_redis_down_at_send_time_writes_nothing(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    with pytest.raises(
+        ServiceUnavailable, match=r"Redis is not reachable at redis://127\.0\.0\.1:1"
+    ):
+        start(user_id, "What is EBITDA?", r=dead)
+    assert session_count(dbs) == 0 and calls(dbs) == [] and env.requests == []
+
+
+def test_redis_down_when_continuing_a_session_changes_nothing(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    first = start(user_id, "What is EBITDA?")
+    list(first)
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    with pytest.raises(ServiceUnavailable, match="Redis is not reachable"):
+        start(user_id, "And EBIT?", session_id=first.session_id, r=dead)
+    dbs.expire_all()
+    row = sessions.get_for_owner(dbs, user_id=user_id, session_id=first.session_id)
+    assert row.message_count == 2 and len(calls(dbs)) == 1 and len(env.requests) == 1
+
+
+def test_postgres_down_at_send_time_writes_nothing(
+    env: FakeOllama, user_id: uuid.UUID, r: redis.Redis
+) -> None:
+    engine = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/ledger", connect_args={"connect_timeout": 2}
+    )
+    try:
+        with pytest.raises(ServiceUnavailable, match=r"PostgreSQL is not reachable at .*:1/ledger"):
+            chat.turn(
+                sessionmaker(engine),
+                r,
+                llm.get_backend(),
+                user_id=user_id,
+                prompt="What is EBITDA?",
+            )
+    finally:
+        engine.dispose()
+    assert r.dbsize() == 0 and env.requests == []
+
+
+# --- failures while the model answers -------------------------------------------------------
+
+
+FAILURES = [
+    pytest.param(
+        {"failure": "error", "after": 2}, LLMError, "middle of the reply", id="error-mid-stream"
+    ),
+    pytest.param(
+        {"failure": "drop", "after": 2}, LLMUnavailable, "dropped", id="dropped-mid-stream"
+    ),
+    pytest.param(
+        {"failure": "hang", "after": 2}, LLMUnavailable, "sent nothing for 0.5 s", id="hang"
+    ),
+]
+
+
+@pytest.mark.parametrize(("script", "error", "message"), FAILURES)
+def test_failure_mid_reply_keeps_prompt_and_partial_reply_marked_error(
+    env: FakeOllama,
+    user_id: uuid.UUID,
+    dbs: Session,
+    r: redis.Redis,
+    script: dict[str, object],
+    error: type[Exception],
+    message: str,
+) -> None:
+    env.script(reply=["Net", " income", " is", " profit"], **script)  # type: ignore[arg-type]
+    t = start(user_id, "What is net income?")
+    got: list[str] = []
+    with pytest.raises(error, match=message):
+        for text in t:
+            got.append(text)
+    assert got == ["Net", " income"]
+    user_msg, reply = history.read_all(r, session_id=t.session_id)
+    assert user_msg["content"] == "What is net income?"
+    assert reply["content"] == "Net income" and reply["status"] == "error"
+    assert message in reply["error"]
+    (call,) = calls(dbs)
+    assert call.outcome == "error" and call.error is not None and message in call.error
+    assert call.completion_tokens == 2  # estimated from the chunks that arrived
+    assert t.stats is not None and t.stats.estimated
+
+
+def test_model_not_pulled_keeps_the_prompt_and_says_how_to_pull(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    t = start(user_id, "Hello", model="mistral:7b")
+    with pytest.raises(ModelNotFound, match="ollama pull mistral:7b"):
+        list(t)
+    user_msg, reply = history.read_all(r, session_id=t.session_id)
+    assert user_msg["content"] == "Hello"
+    assert reply["status"] == "error" and "ollama pull mistral:7b" in reply["error"]
+    (call,) = calls(dbs)
+    assert call.outcome == "error" and call.model == "mistral:7b"
+
+
+def test_ollama_unreachable_keeps_the_prompt_and_names_the_host(
+    user_id: uuid.UUID, dbs: Session, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_BACKEND", "ollama")
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
+    get_settings.cache_clear()
+    llm.reset()
+    t = start(user_id, "Hello")
+    with pytest.raises(LLMUnavailable, match=r"not reachable at http://127\.0\.0\.1:9"):
+        list(t)
+    user_msg, reply = history.read_all(r, session_id=t.session_id)
+    assert user_msg["content"] == "Hello" and reply["status"] == "error"
+    assert [c.outcome for c in calls(dbs)] == ["error"]
+    get_settings.cache_clear()
+    llm.reset()
+
+
+# --- stopped by the user --------------------------------------------------------------------
+
+
+def test_closing_mid_stream_saves_the_partial_reply_as_interrupted(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    env.script(chunks=50, delay=0.002)
+    cancelled = metric(
+        "ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="cancelled"
+    )
+    t = start(user_id, "Tell me a long story about bonds")
+    got = [next(t), next(t), next(t)]
+    t.close()  # what Streamlit does when Stop is clicked or the page is left
+    assert t.status == "interrupted"
+    reply = history.read_all(r, session_id=t.session_id)[1]
+    assert reply["content"] == "".join(got) and reply["status"] == "interrupted"
+    (call,) = calls(dbs)
+    assert call.outcome == "cancelled" and call.completion_tokens == 3
+    after = metric("ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="cancelled")
+    assert after == cancelled + 1
+    assert metric("ledger_llm_active_streams") == 0
+
+
+def test_cancel_from_another_thread_stops_and_saves_before_wait_returns(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    import threading
+
+    env.script(chunks=500, delay=0.005)
+    t = start(user_id, "Stream for a while")
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(t))  # the old Streamlit run
+    reader.start()
+    while len(got) < 3:
+        time.sleep(0.005)
+    t.cancel()  # what the next run does
+    assert t.wait(timeout=5)
+    reply = history.read_all(r, session_id=t.session_id)[1]  # saved by the time wait returns
+    reader.join(timeout=5)
+    assert reply["status"] == "interrupted" and reply["content"] == "".join(got)
+    assert 3 <= len(got) < 500
+    assert [c.outcome for c in calls(dbs)] == ["cancelled"]
+
+
+def test_closing_before_the_first_chunk_still_records_the_turn(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    t = start(user_id, "Hello")
+    t.close()
+    assert [m["role"] for m in history.read_all(r, session_id=t.session_id)] == [
+        "user",
+        "assistant",
+    ]
+    assert [c.outcome for c in calls(dbs)] == ["cancelled"]
+
+
+def test_usage_row_failure_keeps_the_reply_in_redis(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    real = db.get_sessionmaker()
+    engine = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/ledger", connect_args={"connect_timeout": 2}
+    )
+    factories: Iterator[sessionmaker[Session]] = iter([real, sessionmaker(engine)])
+    try:
+        t = chat.turn(
+            lambda: next(factories)(), r, llm.get_backend(), user_id=user_id, prompt="Hello"
+        )
+        assert "".join(t) == "Revenue is the top line."
+    finally:
+        engine.dispose()
+    assert t.storage_error is not None and "usage record could not be written" in t.storage_error
+    assert "the reply itself is saved" in t.storage_error
+    assert history.read_all(r, session_id=t.session_id)[1]["content"] == "Revenue is the top line."
+    assert calls(dbs) == []
