@@ -38,11 +38,13 @@ async def metrics(request: Request) -> Response:
 async def lifespan(app: st.App) -> AsyncIterator[None]:
     yield
     # uvicorn ends a SIGTERM by re-raising it, which skips atexit: leave the embedded
-    # PostgreSQL and Redis here so the last process out stops them cleanly.
-    from core import db, services
+    # PostgreSQL and Redis here so the last process out stops them cleanly, and free the
+    # embedded model.
+    from core import db, llm, services
 
     await anyio.to_thread.run_sync(db.reset)
     await anyio.to_thread.run_sync(services.shutdown)
+    await anyio.to_thread.run_sync(llm.close_models)
 
 
 app = st.App(

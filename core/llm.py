@@ -11,6 +11,7 @@ pulled), or plain ``LLMError`` (an error reported in the middle of a reply).
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import math
@@ -339,6 +340,29 @@ def ollama_answers(host: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool
 _generation_lock = threading.Lock()
 _load_lock = threading.Lock()
 _loaded: dict[tuple[str, int, int], Any] = {}
+_close_at_exit = False
+CLOSE_WAIT_SECONDS = 5.0
+
+
+def close_models() -> None:
+    """Free every loaded llama.cpp model now; the next use loads it again.
+
+    Registered with ``atexit`` when the first model loads. A model left to interpreter
+    teardown is freed after llama-cpp-python's C bindings are gone, and its finalizer prints
+    ``TypeError: 'NoneType' object is not callable``. A reply still streaming on another thread
+    keeps its model (closing it under llama_decode would crash the process) if it does not end
+    within CLOSE_WAIT_SECONDS.
+    """
+    if not _generation_lock.acquire(timeout=CLOSE_WAIT_SECONDS):
+        return
+    try:
+        with _load_lock:
+            models = list(_loaded.values())
+            _loaded.clear()
+        for model in models:
+            model.close()
+    finally:
+        _generation_lock.release()
 
 
 def default_gguf_path() -> Path | None:
@@ -402,6 +426,10 @@ class LlamaCppBackend:
                         f"The embedded model {path} could not be loaded: {exc}"
                     ) from exc
                 _loaded[key] = model
+                global _close_at_exit
+                if not _close_at_exit:
+                    atexit.register(close_models)
+                    _close_at_exit = True
         return model
 
     def stream_chat(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from core import llm
 from core.errors import LLMUnavailable, ModelNotFound
 from core.llm import SMOLLM2_FILE, ChatMessage, LlamaCppBackend, default_gguf_path
 
@@ -53,3 +56,33 @@ def test_missing_model_file_is_reported_with_its_path(tmp_path: Path) -> None:
     backend = LlamaCppBackend(model_path=missing, n_ctx=512, n_threads=1, max_wait=1)
     with pytest.raises(LLMUnavailable, match=r"nope\.gguf does not exist"):
         backend.health()
+
+
+# core.llm must outlive the interpreter's sweep of module globals (as it does at the end of a
+# long pytest run): a codec search function holds it until after the modules are cleared.
+EXIT_SCRIPT = """
+import codecs
+from core import llm
+backend = llm.LlamaCppBackend(
+    model_path=llm.default_gguf_path(), n_ctx=512, n_threads=1, max_wait=5
+)
+print(backend.count_tokens("EBITDA"))
+codecs.register(lambda name, _keep=llm: None)
+"""
+
+
+def test_a_process_that_loaded_the_model_exits_without_a_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().isdigit()
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
+
+
+def test_closed_models_load_again_on_next_use(smollm2: LlamaCppBackend) -> None:
+    before = smollm2.llama()
+    llm.close_models()
+    assert llm._loaded == {}
+    assert smollm2.count_tokens("EBITDA") > 0
+    assert smollm2.llama() is not before
