@@ -19,10 +19,8 @@ end a session at its next click.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,25 +29,17 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
-from app.context import IDENTITY_KEY
+from app.context import IDENTITY_KEY, set_notice, show_notice
 from core import accounts, clock, cookies, db, health
 from core.accounts import Identity
 from core.config import get_settings
 from core.errors import ConfigError, LedgerError
+from core.text import escape_markdown
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 
 AUTH_KEY = "_ledger_auth"  # {"uid": str, "issued_us": int}: the login behind this session
 AUTHENTICATOR_KEY = "_ledger_authenticator"  # this run's authenticator, for the pages
-NOTICE_KEY = "_ledger_notice"  # (kind, text, until): a message for the next page
-NOTICE_SECONDS = 5.0
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
-
-
-def md_escape(text: str) -> str:
-    """``text`` shown literally where Streamlit renders Markdown (names, labels)."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 # --- services and configuration ------------------------------------------------------------
@@ -244,31 +234,6 @@ def settle_then_rerun() -> None:
     st.rerun()
 
 
-# --- notices -------------------------------------------------------------------------------
-
-
-def set_notice(kind: str, text: str) -> None:
-    """A message for the next page ("You are logged out.").
-
-    It lives a few seconds rather than one run: after a cookie change the library's cookie
-    component reports the new cookies and Streamlit runs the page once more, which would
-    swallow a show-once message.
-    """
-    st.session_state[NOTICE_KEY] = (kind, text, time.monotonic() + NOTICE_SECONDS)
-
-
-def show_notice() -> None:
-    notice = st.session_state.get(NOTICE_KEY)
-    if not notice:
-        return
-    kind, text, until = notice
-    if time.monotonic() > until:
-        del st.session_state[NOTICE_KEY]
-        return
-    show: Callable[[str], Any] = {"success": st.success, "warning": st.warning}.get(kind, st.info)
-    show(text)
-
-
 # --- page bodies shared by several routes --------------------------------------------------
 
 
@@ -300,7 +265,7 @@ def login_view(wanted: str | None = None) -> None:
 def sidebar(authenticator: stauth.Authenticate, identity: Identity) -> None:
     """Who is signed in, and the Logout button."""
     role = " · administrator" if identity.is_admin else ""
-    st.sidebar.caption(f"Signed in as **{md_escape(identity.display_name)}**{role}")
+    st.sidebar.caption(f"Signed in as **{escape_markdown(identity.display_name)}**{role}")
     if st.sidebar.button("Logout", key="Logout", icon="🚪"):
         end_session(authenticator, "success", "You are logged out.")
         settle_then_rerun()

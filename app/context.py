@@ -1,4 +1,5 @@
-"""What every page needs from the router: the signed-in identity and uniform error display.
+"""What every page needs from the router: the signed-in identity, a uniform header, error
+display, notices that outlive a rerun, and one way to write and then rerun.
 
 The router (ui.py) puts the signed-in ``core.accounts.Identity`` in
 ``st.session_state["identity"]`` before it runs a gated page.
@@ -6,12 +7,22 @@ The router (ui.py) puts the signed-in ``core.accounts.Identity`` in
 
 from __future__ import annotations
 
-import streamlit as st
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from core import db
 from core.accounts import Identity
 from core.errors import LedgerError
 
 IDENTITY_KEY = "identity"
+NOTICE_KEY = "_ledger_notice"  # (kind, text, until): a message for the next page
+NOTICE_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 def current_user() -> Identity:
@@ -31,6 +42,76 @@ def require_admin() -> Identity:
     return identity
 
 
+def header(title: str, caption: str) -> None:
+    """Every page starts the same way: its title (the name in the sidebar), one line saying
+    what it is for, then any notice left by the previous run."""
+    st.title(title)
+    st.caption(caption)
+    show_notice()
+
+
 def show_error(exc: LedgerError) -> None:
     """One clear message for a failure the user can act on."""
     st.error(str(exc))
+
+
+# --- notices -------------------------------------------------------------------------------
+
+
+def set_notice(kind: str, text: str) -> None:
+    """A message for the next run ("Renamed.", "You are logged out.").
+
+    It lives a few seconds rather than one run: after a cookie change the login library's
+    component reports the new cookies and Streamlit runs the page once more, which would
+    swallow a show-once message.
+    """
+    st.session_state[NOTICE_KEY] = (kind, text, time.monotonic() + NOTICE_SECONDS)
+
+
+def show_notice() -> None:
+    notice = st.session_state.get(NOTICE_KEY)
+    if not notice:
+        return
+    kind, text, until = notice
+    if time.monotonic() > until:
+        del st.session_state[NOTICE_KEY]
+        return
+    show: Callable[[str], Any] = {"success": st.success, "warning": st.warning}.get(kind, st.info)
+    show(text)
+
+
+# --- writes --------------------------------------------------------------------------------
+
+
+def write(change: Callable[[Session], T]) -> T:
+    """Run ``change`` in its own transaction and commit it.
+
+    Keep Streamlit calls out of the transaction: st.rerun(), st.switch_page() and st.stop()
+    raise, and so can any st.* call when the user clicks meanwhile; raised inside
+    ``session_scope`` they roll the change back (tests/unit/test_page_rules.py).
+    """
+    with db.session_scope() as session:
+        return change(session)
+
+
+def apply(
+    change: Callable[[Session], T],
+    done: str | Callable[[T], str],
+    *,
+    then: Callable[[T], object] | None = None,
+) -> None:
+    """One user action: commit ``change``, then rerun the page with ``done`` as a notice
+    (a string, or made from the result: "Deleted 3 sessions.").
+
+    A refusal (``LedgerError``) is shown and nothing changes. ``then`` receives the result
+    after the commit (to keep something for the next run, such as a one-time password).
+    """
+    try:
+        result = write(change)
+    except LedgerError as exc:
+        show_error(exc)
+        return
+    if then is not None:
+        then(result)
+    set_notice("success", done if isinstance(done, str) else done(result))
+    st.rerun()

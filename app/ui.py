@@ -12,18 +12,19 @@ import streamlit as st
 from app import auth, nav
 from core.config import get_settings
 from core.errors import LedgerError
+from core.text import escape_markdown
 
 st.set_page_config(page_title="Ledger", page_icon="📒", layout="wide")
 
 problem = auth.startup_problem()
 if problem:
-    st.error(auth.md_escape(problem))
+    st.error(escape_markdown(problem))
     st.stop()
 
 try:
     authenticator = auth.build_authenticator()
 except LedgerError as exc:  # an unusable cookie key file: one clear line, no traceback
-    st.error(auth.md_escape(str(exc)))
+    st.error(escape_markdown(str(exc)))
     st.stop()
 
 identity = auth.signed_in_identity(authenticator)

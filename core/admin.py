@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,35 @@ class UserSummary:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def status(self, *, now: datetime) -> str:
+        """The account's state in a word or two, as the admin page lists it."""
+        if self.disabled:
+            return "disabled"
+        if self.locked(now=now):
+            assert self.locked_until is not None
+            return f"locked until {self.locked_until:%H:%M} UTC"
+        return "must change password" if self.must_change_password else "active"
+
+    def locked(self, *, now: datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+
+def users_frame(users: list[UserSummary], *, now: datetime) -> pd.DataFrame:
+    """The admin page's table of accounts: one row per user, usage totals included."""
+    return pd.DataFrame(
+        {
+            "username": [u.username for u in users],
+            "display name": [u.display_name for u in users],
+            "email": [u.email for u in users],
+            "role": [u.role for u in users],
+            "status": [u.status(now=now) for u in users],
+            "last login": [u.last_login_at for u in users],
+            "requests": [u.requests for u in users],
+            "tokens": [u.tokens for u in users],
+            "created": [u.created_at for u in users],
+        }
+    )
 
 
 def require_admin(db: Session, *, actor_id: uuid.UUID) -> User:

@@ -46,6 +46,7 @@ from core.errors import (
     ServiceUnavailable,
 )
 from core.llm import Backend, ChatMessage, Usage
+from core.services import engine_url_of, first_line, redis_url_of
 
 SessionFactory = Callable[[], Session]
 
@@ -240,20 +241,12 @@ def for_display(text: str) -> str:
 def _db_url(db: Session) -> str:
     try:
         bind = db.get_bind()
-        engine = bind if isinstance(bind, Engine) else bind.engine
-        return engine.url.render_as_string(hide_password=True)
     except Exception:
         return "the configured database"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0]
+    return engine_url_of(bind if isinstance(bind, Engine) else bind.engine)
 
 
 def _redis_unavailable(r: redis.Redis, exc: BaseException) -> ServiceUnavailable:
-    from core.services import redis_url_of
-
     metrics.STORAGE_ERRORS.labels(service="redis").inc()
     return ServiceUnavailable("Redis", redis_url_of(r), str(exc) or type(exc).__name__)
 
@@ -292,7 +285,7 @@ def _prepare(
     except SQLAlchemyError as exc:
         db.rollback()
         metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-        raise ServiceUnavailable("PostgreSQL", _db_url(db), _reason(exc)) from None
+        raise ServiceUnavailable("PostgreSQL", _db_url(db), first_line(exc)) from None
     finally:
         db.close()
 
@@ -438,6 +431,14 @@ class Turn(Iterator[str]):
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the turn has saved its reply; False if ``timeout`` seconds passed."""
         return self._done.wait(timeout)
+
+    def stop(self, timeout: float) -> bool:
+        """Cancel the turn if it is still streaming and wait until it has saved its reply;
+        False if that took longer than ``timeout`` seconds (it will still save)."""
+        if self.wait(0):
+            return True
+        self.cancel()
+        return self.wait(timeout)
 
     @property
     def text(self) -> str:
@@ -609,7 +610,7 @@ class Turn(Iterator[str]):
         except (SQLAlchemyError, LedgerError) as exc:
             db.rollback()
             metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-            note = f"The usage record could not be written ({_reason(exc)})"
+            note = f"The usage record could not be written ({first_line(exc)})"
             kept = "; the reply itself is saved." if self._stored else "."
             self.storage_error = " ".join(filter(None, [self.storage_error, note + kept]))
         finally:

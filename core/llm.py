@@ -590,6 +590,12 @@ def get_backend(settings: Settings | None = None) -> Backend:
     return backend
 
 
+def model_choices(installed: Sequence[str], default: str) -> list[str]:
+    """The model picker's options: the installed models, with the backend's default first when
+    it is not among them (chatting with it then says how to install it)."""
+    return list(installed) if default in installed else [default, *installed]
+
+
 def serving_note(backend: Backend, model: str | None = None) -> str:
     """One line for the UI: which backend and model answer."""
     model = model or backend.default_model

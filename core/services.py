@@ -357,7 +357,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
                 raise ServiceUnavailable(
                     "Embedded PostgreSQL",
                     str(pgdata),
-                    f"it started but refused a connection: {_first_line(exc)}",
+                    f"it started but refused a connection: {first_line(exc)}",
                 ) from None
             _pg_servers[pgdata] = handle
     return handle.url()
@@ -389,7 +389,8 @@ def database_url(settings: Settings | None = None) -> str:
     return start_embedded_postgres(settings.data_dir)
 
 
-def _first_line(exc: BaseException, secret: str | None = None) -> str:
+def first_line(exc: BaseException, secret: str | None = None) -> str:
+    """A storage failure's reason in one line (the driver's message, ``secret`` hidden)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     if secret:
@@ -406,8 +407,13 @@ def ping_postgres(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        url = redact_url(engine.url.render_as_string(hide_password=True))
-        raise ServiceUnavailable("PostgreSQL", url, _first_line(exc, engine.url.password)) from None
+        url = engine_url_of(engine)
+        raise ServiceUnavailable("PostgreSQL", url, first_line(exc, engine.url.password)) from None
+
+
+def engine_url_of(engine: Engine) -> str:
+    """A printable URL for an engine (password hidden)."""
+    return redact_url(engine.url.render_as_string(hide_password=True))
 
 
 # --- Redis ---------------------------------------------------------------------------------
@@ -709,9 +715,7 @@ def ping_redis(client: redis.Redis) -> None:
         client.ping()
     except (redis.RedisError, OSError) as exc:
         password = client.connection_pool.connection_kwargs.get("password")
-        raise ServiceUnavailable(
-            "Redis", redis_url_of(client), _first_line(exc, password)
-        ) from None
+        raise ServiceUnavailable("Redis", redis_url_of(client), first_line(exc, password)) from None
 
 
 # --- for pages, the CLI and the router -----------------------------------------------------
@@ -750,11 +754,11 @@ def explain(exc: BaseException) -> LedgerError | None:
     except ConfigError as config_error:
         return config_error
     if isinstance(exc, OperationalError | SAInterfaceError):
-        return ServiceUnavailable("PostgreSQL", postgres.url, _first_line(exc))
+        return ServiceUnavailable("PostgreSQL", postgres.url, first_line(exc))
     if isinstance(exc, DBAPIError):
-        return ServiceUnavailable("PostgreSQL", postgres.url, f"it refused: {_first_line(exc)}")
+        return ServiceUnavailable("PostgreSQL", postgres.url, f"it refused: {first_line(exc)}")
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return ServiceUnavailable("Redis", redis_info.url, _first_line(exc))
+        return ServiceUnavailable("Redis", redis_info.url, first_line(exc))
     return None
 
 

@@ -306,6 +306,18 @@ class SearchResult:
         )
 
 
+def match_notes(
+    hit: SearchHit, *, open_mark: str = "**", close_mark: str = "**"
+) -> tuple[str, ...]:
+    """One escaped Markdown line per matching message shown under a search hit: its role and
+    number in the conversation, then the snippet with the matches marked."""
+    return tuple(
+        f"_{text.escape_markdown(m.role)} #{m.index + 1}:_ "
+        + m.snippet.markdown(open_mark=open_mark, close_mark=close_mark)
+        for m in hit.messages
+    )
+
+
 def clean_query(query: str) -> str:
     """The search text as typed, trimmed; refused when empty or longer than the limit."""
     cleaned = query.strip() if isinstance(query, str) else ""

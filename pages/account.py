@@ -5,15 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from app.context import current_user
-from core import accounts, cookies, db
-from core.errors import AuthenticationFailed, InvalidInput
+from app.context import current_user, header, set_notice, show_error, write
+from core import accounts, cookies
+from core.errors import LedgerError
+from core.text import escape_markdown
 
 user = current_user()
-st.title("Account")
-auth.show_notice()
+header("Account", "Your details, your password, and where you are logged in.")
 st.markdown(
-    f"**{auth.md_escape(user.display_name)}** · username `{user.username}` · role {user.role}"
+    f"**{escape_markdown(user.display_name)}** · username `{user.username}` · role {user.role}"
 )
 
 st.subheader("Change password")
@@ -31,28 +31,26 @@ with st.form("change_password", clear_on_submit=True):
     change = st.form_submit_button("Change password", type="primary")
 if change:
     try:
-        with db.session_scope() as session:
-            cutoff = accounts.change_password(
-                session,
-                user_id=user.id,
-                current_password=current,
-                new_password=new,
-                confirm=confirm,
+        cutoff = write(
+            lambda d: accounts.change_password(
+                d, user_id=user.id, current_password=current, new_password=new, confirm=confirm
             )
-    except InvalidInput as exc:
-        st.error(str(exc))
-    except AuthenticationFailed as exc:
-        st.error(str(exc))
+        )
+    except LedgerError as exc:
+        show_error(exc)
     else:
         # Other browsers' logins ended at `cutoff`; this one continues from it.
         auth.reissue_login(cookies.to_micros(cutoff))
-        auth.set_notice("success", "Password changed. Other browsers have been logged out.")
+        set_notice("success", "Password changed. Other browsers have been logged out.")
         auth.settle_then_rerun()
 
 st.subheader("Log out everywhere")
 st.caption("Ends every login of your account: this browser, other browsers and remembered cookies.")
 if st.button("Log out everywhere", key="logout_everywhere"):
-    with db.session_scope() as session:
-        accounts.logout_everywhere(session, user_id=user.id)
-    auth.end_session(auth.current_authenticator(), "success", "You are logged out everywhere.")
-    auth.settle_then_rerun()
+    try:
+        write(lambda d: accounts.logout_everywhere(d, user_id=user.id))
+    except LedgerError as exc:
+        show_error(exc)
+    else:
+        auth.end_session(auth.current_authenticator(), "success", "You are logged out everywhere.")
+        auth.settle_then_rerun()

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.context import current_user, show_error
+from app.context import current_user, header, show_error, write
 from core import chat, db, llm, services, sessions
 from core.errors import EmptyPrompt, LedgerError, NotFound
 
@@ -31,17 +31,16 @@ def new_chat() -> None:
 
 
 with st.sidebar:
-    st.button("New chat", on_click=new_chat, use_container_width=True, type="primary")
+    st.button("New chat", on_click=new_chat, width="stretch", type="primary")
     try:
         installed = backend.list_models()
-    except LedgerError as exc:
+    except LedgerError as exc:  # the server is down: sending will say so too
         installed = []
-        st.warning(str(exc))
-    default = backend.default_model
-    choices = installed if default in installed else [default, *installed]
-    model = st.selectbox("Model", choices, index=choices.index(default), key="model")
+        show_error(exc)
+    choices = llm.model_choices(installed, backend.default_model)
+    model = st.selectbox("Model", choices, index=choices.index(backend.default_model), key="model")
 
-st.title("Chat")
+header("Chat", "Ask finance questions; replies stream in and the conversation is saved.")
 note = llm.serving_note(backend, model)
 if backend.demo:
     st.info(note, icon=":material/science:")
@@ -51,18 +50,14 @@ else:
 # A click during a reply starts this run on a new thread while the old run still streams:
 # stop that reply and let it save, so the history below includes its partial text.
 previous = st.session_state.get("turn")
-if isinstance(previous, chat.Turn) and not previous.wait(0):
-    previous.cancel()
-    if not previous.wait(timeout=5):
-        st.info("The previous reply is still being saved; it will appear on the next refresh.")
+if isinstance(previous, chat.Turn) and not previous.stop(timeout=5):
+    st.info("The previous reply is still being saved; it will appear on the next refresh.")
 
 session_id = st.query_params.get("session") or None
 if session_id:
     try:
-        with db.session_scope() as s:
-            shown = sessions.messages(
-                s, services.redis_client(), user_id=user.id, session_id=session_id
-            )
+        r = services.redis_client()
+        shown = write(lambda d: sessions.messages(d, r, user_id=user.id, session_id=session_id))
     except NotFound:
         st.error("Session not found.")
         st.button("Start a new chat", on_click=new_chat)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from core import accounts, db
+from app.context import header, set_notice, show_error, write
+from core import accounts
 from core.config import get_settings
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, InvalidInput, LedgerError
+from core.text import escape_markdown
 
 LABELS = {
     "username": "Username",
@@ -17,7 +19,7 @@ LABELS = {
     "password_confirm": "Repeat password",
 }
 
-st.title("Create an account")
+header("Register", "Create your account: you log in with it right after.")
 if not get_settings().allow_registration:
     st.info("Registration is closed: accounts are created by an administrator.")
     st.stop()
@@ -49,20 +51,25 @@ if submitted:
     )
     if not problems:
         try:
-            with db.session_scope() as session:
-                user = accounts.create_user(
-                    session,
-                    username=username,
-                    email=email,
-                    display_name=display_name,
-                    password=password,
-                    password_confirm=confirm,
+            created = write(
+                lambda d: (
+                    accounts.create_user(
+                        d,
+                        username=username,
+                        email=email,
+                        display_name=display_name,
+                        password=password,
+                        password_confirm=confirm,
+                    ).username
                 )
-                created = user.username
+            )
         except (InvalidInput, Conflict) as exc:
             problems = {exc.field or "username": str(exc)}
+        except LedgerError as exc:  # storage down: nothing was saved
+            show_error(exc)
+            st.stop()
         else:
-            auth.set_notice("success", f"Account {auth.md_escape(created)} created: log in below.")
+            set_notice("success", f"Account {escape_markdown(created)} created: log in below.")
             st.switch_page(auth.PAGES / "login.py")
     for field, message in problems.items():
         st.error(f"**{LABELS.get(field, field)}**: {message}")

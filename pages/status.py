@@ -1,21 +1,21 @@
-"""Which services this app is connected to, and whether they answer."""
+"""Status (admins): which services this app is connected to, and whether they answer."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from app.context import header, require_admin
 from core import services, startup
 from core.errors import LedgerError
 
-st.title("Ledger")
-st.caption("Finance chat assistant for analysts")
-st.subheader("Services")
+require_admin()
+header("Status", "The services this app is connected to, and whether they answer.")
 
-problems = startup.check_services()
+problems = startup.check_services()  # never raises: each problem is one line, shown below
 try:
     infos = services.describe()
 except LedgerError:
-    infos = []  # invalid settings: the problem line says which variable
+    infos = []  # invalid settings: the problem line below names the variable
 for info in infos:
     kind = "embedded" if info.embedded else "configured"
     st.markdown(f"**{info.name}** ({kind}): `{info.url}`")

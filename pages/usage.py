@@ -6,15 +6,13 @@ import uuid
 
 import streamlit as st
 
-from app.context import current_user, show_error
+from app.context import apply, current_user, header, show_error, write
 from app.scope import pick
-from core import charts, db, usage
+from core import charts, usage
 from core.errors import LedgerError
 
 user = current_user()
-st.title("Usage")
-if flash := st.session_state.pop("flash", None):
-    st.success(flash)
+header("Usage", "Requests, tokens, speed and errors of your chats, and today's token quota.")
 default = usage.last_days(30)
 
 scope = pick(user, label="Whose usage", me="Me")
@@ -23,8 +21,7 @@ picked = st.date_input("Dates (UTC, both included)", (default.start, default.end
 
 def quota_panel(uid: uuid.UUID) -> None:
     """Today's use against the quota; admins can change the user's quota here."""
-    with db.session_scope() as dbs:
-        status = usage.quota_status(dbs, user_id=uid)
+    status = write(lambda d: usage.quota_status(d, user_id=uid))
     used, quota = status.used, status.quota
     left, right = st.columns(2)
     left.metric("Tokens used today", f"{used:,}")
@@ -42,10 +39,10 @@ def quota_panel(uid: uuid.UUID) -> None:
             value = st.number_input("Tokens per day (0 = unlimited)", 0, 10**12, quota or 0, 1000)
             if st.button("Save quota"):
                 new = None if default_too else int(value)
-                with db.session_scope() as dbs:  # committed before the rerun
-                    usage.set_daily_quota(dbs, actor=user, user_id=uid, quota=new)
-                st.session_state["flash"] = "Quota saved."
-                st.rerun()
+                apply(
+                    lambda d: usage.set_daily_quota(d, actor=user, user_id=uid, quota=new),
+                    "Quota saved.",
+                )
 
 
 try:
@@ -54,8 +51,7 @@ try:
     if not isinstance(picked, tuple) or len(picked) != 2:
         st.info("Pick an end date to see the range.")
         st.stop()
-    with db.session_scope() as dbs:
-        board = usage.dashboard(dbs, user_id=scope, start=picked[0], end=picked[1])
+    board = write(lambda d: usage.dashboard(d, user_id=scope, start=picked[0], end=picked[1]))
     if board.empty:
         st.info(
             f"No requests between {board.range.start} and {board.range.end}. Try a wider range."

@@ -124,7 +124,7 @@ def test_register_then_login_opens_chat_and_logout_closes_the_gate(jar: dict[str
     assert page(at) == "Chat" and at.title[0].value == "Chat"
     identity = signed_in(at)
     assert identity is not None and identity.display_name == "Zoë «Ω» <b>Analyst</b>"
-    assert "Zoë «Ω» \\<b\\>Analyst\\</b\\>" in at.sidebar.caption[0].value  # shown as text
+    assert "Zoë «Ω» \\<b\\>Analyst\\<\\/b\\>" in at.sidebar.caption[0].value  # shown as text
 
     at.sidebar.button(key="Logout").click().run()
     assert page(at) == "Login"

@@ -78,8 +78,8 @@ def test_lists_own_sessions_newest_first_with_their_figures(page: Page, world: d
     titles = [m.value for m in at.markdown if m.value.startswith("####")]
     assert titles == ["#### " + text.escape_markdown("DCF <b>model</b>"), "#### Old budget"]
     captions = [c.value for c in at.caption]
-    assert captions[0] == "Sessions 1–2 of 2"
-    assert "llama3\\.2\\:3b · 2 messages · 123 tokens · last activity 3 h ago" in captions[1]
+    assert captions[1] == "Sessions 1–2 of 2"
+    assert "llama3\\.2\\:3b · 2 messages · 123 tokens · last activity 3 h ago" in captions[2]
     assert not at.selectbox  # no user filter for analysts
 
 
@@ -97,7 +97,7 @@ def test_search_highlights_matches_and_escapes_markup(page: Page, world: dict) -
     at = page("sessions", world["alice"])
     at.run()
     at.text_input(key="query").set_value("ebitda").run()
-    assert at.caption[0].value.startswith("1 session matches; searched titles and 3 messages")
+    assert at.caption[1].value.startswith("1 session matches; searched titles and 3 messages")
     notes = [m.value for m in at.markdown if "assistant #2" in m.value]
     assert notes == [
         "_assistant #2:_ Use \\<script\\>x\\<\\/script\\> :orange-background[**EBITDA**] "
@@ -109,9 +109,9 @@ def test_search_with_metacharacters_finds_only_literal_text(page: Page, world: d
     at = page("sessions", world["alice"])
     at.run()
     at.text_input(key="query").set_value("(1 + g)").run()
-    assert at.caption[0].value.startswith("1 session matches")
+    assert at.caption[1].value.startswith("1 session matches")
     at.text_input(key="query").set_value(".*").run()
-    assert at.caption[0].value.startswith("0 sessions match")
+    assert at.caption[1].value.startswith("0 sessions match")
     assert not at.exception and not at.error
 
 
@@ -184,6 +184,9 @@ def test_delete_sessions_older_than_n_days_needs_the_checkbox(
     at.checkbox(key="sure").check().run()
     at.button(key="purge").click().run()
     assert [s.value for s in at.success] == ["Deleted 1 session(s)."]
+    titles = [m.value for m in at.markdown if m.value.startswith("####")]
+    assert titles == ["#### " + text.escape_markdown("DCF <b>model</b>")]  # the list is current
+    assert "0 session(s) had no activity for 30 days." in [m.value for m in at.markdown]
     assert history.count(r, session_id=world["old"]) == 0
     assert [s.id for s in sessions.browse(dbs, user_id=world["alice"].id).items] == [world["dcf"]]
     assert sessions.browse(dbs, user_id=world["bob"].id).total == 1
@@ -212,8 +215,8 @@ def test_pages_through_many_sessions(page: Page, dbs: Session, r: redis.Redis) -
         conversation(dbs, r, carol, f"s{i:02d}", ["x"], timedelta(minutes=i))
     dbs.commit()
     at = page("sessions", carol).run()
-    assert at.caption[0].value == "Sessions 1–20 of 25"
+    assert at.caption[1].value == "Sessions 1–20 of 25"
     at.button(key="older").click().run()
-    assert at.caption[0].value == "Sessions 21–25 of 25"
+    assert at.caption[1].value == "Sessions 21–25 of 25"
     titles = [m.value for m in at.markdown if m.value.startswith("####")]
     assert titles == [f"#### s{i:02d}" for i in range(20, 25)]

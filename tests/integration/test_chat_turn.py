@@ -376,13 +376,21 @@ def test_cancel_from_another_thread_stops_and_saves_before_wait_returns(
     reader.start()
     while len(got) < 3:
         time.sleep(0.005)
-    t.cancel()  # what the next run does
-    assert t.wait(timeout=5)
+    assert t.stop(timeout=5)  # what the next run does (pages/chat.py)
     reply = history.read_all(r, session_id=t.session_id)[1]  # saved by the time wait returns
     reader.join(timeout=5)
     assert reply["status"] == "interrupted" and reply["content"] == "".join(got)
     assert 3 <= len(got) < 500
     assert [c.outcome for c in calls(dbs)] == ["cancelled"]
+
+
+def test_stopping_a_finished_turn_returns_at_once(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    t = start(user_id, "Hello")
+    text = "".join(t)
+    assert t.stop(timeout=0) and t.status == "complete" and text
+    assert [c.outcome for c in calls(dbs)] == ["ok"]
 
 
 def test_closing_before_the_first_chunk_still_records_the_turn(

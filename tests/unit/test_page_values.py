@@ -1,0 +1,54 @@
+"""Values the pages show, computed in core: account states on the admin page, the model
+picker's options on the chat page."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from core import admin, llm
+
+NOW = datetime(2026, 4, 10, 9, 30, tzinfo=UTC)
+
+
+def summary(**changes: object) -> admin.UserSummary:
+    fields: dict[str, object] = {
+        "id": uuid.uuid4(),
+        "username": "ann",
+        "display_name": "Ann",
+        "email": "ann@example.com",
+        "role": "user",
+        "disabled": False,
+        "locked_until": None,
+        "failed_logins": 0,
+        "must_change_password": False,
+        "created_at": NOW - timedelta(days=3),
+        "last_login_at": None,
+        "requests": 2,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+    }
+    fields.update(changes)
+    return admin.UserSummary(**fields)  # type: ignore[arg-type]
+
+
+def test_account_states_in_the_order_that_matters() -> None:
+    locked = NOW + timedelta(minutes=15)
+    assert summary().status(now=NOW) == "active"
+    assert summary(must_change_password=True).status(now=NOW) == "must change password"
+    assert summary(locked_until=locked).status(now=NOW) == "locked until 09:45 UTC"
+    assert summary(locked_until=NOW - timedelta(seconds=1)).status(now=NOW) == "active"
+    assert summary(disabled=True, locked_until=locked).status(now=NOW) == "disabled"
+
+
+def test_the_admin_table_has_one_row_per_account_with_usage_totals() -> None:
+    frame = admin.users_frame([summary(), summary(username="bo", disabled=True)], now=NOW)
+    assert list(frame["username"]) == ["ann", "bo"]
+    assert list(frame["status"]) == ["active", "disabled"]
+    assert list(frame["tokens"]) == [15, 15]
+
+
+def test_the_model_picker_offers_the_default_first_when_it_is_not_installed() -> None:
+    assert llm.model_choices(["a:1b", "b:7b"], "b:7b") == ["a:1b", "b:7b"]
+    assert llm.model_choices(["a:1b"], "llama3.2:3b") == ["llama3.2:3b", "a:1b"]
+    assert llm.model_choices([], "llama3.2:3b") == ["llama3.2:3b"]
