@@ -10,29 +10,18 @@ import redis
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from core import accounts, history, sessions
+from core import history, sessions
 from core.accounts import Identity
 from tests.conftest import ROOT
 from tests.support.fake_ollama import FakeOllama
+from tests.support.people import identity
 
 PAGE = str(ROOT / "pages" / "chat.py")
 
 
-def make_identity(dbs: Session, name: str) -> Identity:
-    user = accounts.create_user(
-        dbs,
-        username=name,
-        email=f"{name}@example.com",
-        display_name=name.title(),
-        password="p" * 12,
-    )
-    dbs.commit()
-    return Identity.of(user)
-
-
 @pytest.fixture
 def ana(dbs: Session, r: redis.Redis, ollama_env: FakeOllama) -> Identity:
-    return make_identity(dbs, "ana")
+    return identity(dbs, "ana", commit=True)
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +79,7 @@ def test_session_reloads_from_the_url(ana: Identity, ollama_env: FakeOllama) -> 
 def test_another_users_session_is_refused_like_an_unknown_one(
     ana: Identity, dbs: Session, r: redis.Redis
 ) -> None:
-    bob = make_identity(dbs, "bob")
+    bob = identity(dbs, "bob", commit=True)
     theirs = sessions.create(dbs, user_id=bob.id, title="Bob's plans")
     dbs.commit()
     history.append(r, session_id=theirs.id, message=history.make_message("user", "secret"))

@@ -23,10 +23,11 @@ from core import accounts, admin, clock, cookies, db
 from core.accounts import Identity
 from core.config import get_settings
 from core.models import User
+from tests.support import people
+from tests.support.people import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 UI = str(ROOT / "app" / "ui.py")
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
@@ -39,16 +40,9 @@ def jar(clean_state: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
     yield cookies_sent
 
 
-def make_user(name: str = "alice", role: str = "user", display: str | None = None) -> User:
+def make_user(name: str = "alice", role: str = "user") -> User:
     with db.session_scope() as session:
-        return accounts.create_user(
-            session,
-            username=name,
-            email=f"{name}@example.com",
-            display_name=display or name.title(),
-            password=PASSWORD,
-            role=role,
-        )
+        return people.make_user(session, name, role)
 
 
 def browser() -> AppTest:

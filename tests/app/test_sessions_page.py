@@ -12,24 +12,13 @@ import redis
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from core import accounts, clock, history, sessions, text
+from core import clock, history, sessions, text
 from core.accounts import Identity
 from tests.app.conftest import download
+from tests.support.people import identity
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
 Page = Callable[[str, Identity], AppTest]
-
-
-def user(dbs: Session, name: str, role: str = "user") -> Identity:
-    row = accounts.create_user(
-        dbs,
-        username=name,
-        email=f"{name}@example.com",
-        display_name=name.title(),
-        password="correct horse battery",
-        role=role,
-    )
-    return Identity.of(row)
 
 
 def conversation(
@@ -54,8 +43,8 @@ def conversation(
 
 @pytest.fixture
 def world(dbs: Session, r: redis.Redis) -> dict[str, object]:
-    alice, bob = user(dbs, "alice"), user(dbs, "bob")
-    root = user(dbs, "root", "admin")
+    alice, bob = identity(dbs, "alice"), identity(dbs, "bob")
+    root = identity(dbs, "root", "admin")
     ids = {
         "old": conversation(dbs, r, alice, "Old budget", ["opex plan"], timedelta(days=100)),
         "dcf": conversation(
@@ -210,7 +199,7 @@ def test_admin_sees_all_users_or_filters_by_one(page: Page, world: dict) -> None
 
 
 def test_pages_through_many_sessions(page: Page, dbs: Session, r: redis.Redis) -> None:
-    carol = user(dbs, "carol")
+    carol = identity(dbs, "carol")
     for i in range(25):
         conversation(dbs, r, carol, f"s{i:02d}", ["x"], timedelta(minutes=i))
     dbs.commit()

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from core import accounts, clock, sessions, usage
+from core import clock, sessions, usage
 from core.accounts import Identity
 from core.config import get_settings
 from tests.app.conftest import chart_data
+from tests.support.people import identity
 
 TODAY = datetime(2026, 4, 10, 15, 0, tzinfo=UTC)
 Page = Callable[[str, Identity], AppTest]
@@ -30,21 +31,13 @@ CALLS = [
 ]
 
 
-def user(dbs: Session, name: str, role: str = "user") -> Identity:
-    row = accounts.create_user(
-        dbs,
-        username=name,
-        email=f"{name}@example.com",
-        display_name=name.title(),
-        password="correct horse battery",
-        role=role,
-    )
-    return Identity.of(row)
-
-
 @pytest.fixture
 def people(dbs: Session) -> dict[str, Identity]:
-    found = {"ann": user(dbs, "ann"), "ben": user(dbs, "ben"), "root": user(dbs, "root", "admin")}
+    found = {
+        "ann": identity(dbs, "ann"),
+        "ben": identity(dbs, "ben"),
+        "root": identity(dbs, "root", "admin"),
+    }
     chats = {
         name: sessions.create(dbs, user_id=found[name].id, title=f"{name}'s analysis")
         for name in ("ann", "ben")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,22 +13,9 @@ from sqlalchemy.orm import Session
 
 from core import accounts, admin, db, usage
 from core.errors import Conflict, Forbidden, LedgerError
-from core.models import User
+from tests.support.people import PASSWORD, make_user
 
-PASSWORD = "correct horse battery"
-
-
-def make(dbs: Session, name: str, role: str = "user") -> User:
-    user = accounts.create_user(
-        dbs,
-        username=name,
-        email=f"{name}@example.com",
-        display_name=name.title(),
-        password=PASSWORD,
-        role=role,
-    )
-    dbs.commit()
-    return user
+make = partial(make_user, commit=True)  # committed: other connections see it
 
 
 def call(dbs: Session, fn: Callable[..., Any], **kwargs: Any) -> Any:

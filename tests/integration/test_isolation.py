@@ -11,22 +11,27 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import accounts, history, sessions, usage
+from core import history, sessions, usage
 from core.errors import NotFound
 from core.models import LlmCall
+from tests.support.people import make_user as new_user
 
-PASSWORD = "correct horse battery"
 # No data access: validators and formatters.
-PURE = {"clean_title", "parse_id", "clean_query", "describe", "date_range", "last_days"}
+PURE = {
+    "clean_title",
+    "parse_id",
+    "clean_query",
+    "describe",
+    "match_notes",
+    "date_range",
+    "last_days",
+}
 # Operator maintenance over the whole table (CLI/notebook), never reachable from a page.
 OPERATOR = {"rebuild_rollups"}
 
 
 def make_user(dbs: Session, name: str) -> uuid.UUID:
-    user = accounts.create_user(
-        dbs, username=name, email=f"{name}@example.com", display_name=name, password=PASSWORD
-    )
-    return user.id
+    return new_user(dbs, name).id
 
 
 def record(dbs: Session, user_id: uuid.UUID, session_id: uuid.UUID | None, tokens: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,8 +14,8 @@ from sqlalchemy.orm import Session
 from core import accounts, admin, clock
 from core.errors import AccountDisabled, AccountLocked, AuthenticationFailed, InvalidInput
 from core.models import LoginFailure, User
+from tests.support.people import PASSWORD, make_user
 
-PASSWORD = "correct horse battery"
 WRONG = "wrong horse battery!"
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -35,17 +36,7 @@ def t(clean_state: None) -> Iterator[Clock]:
     clock.set_source(None)
 
 
-def make(dbs: Session, name: str = "alice", role: str = "user") -> User:
-    user = accounts.create_user(
-        dbs,
-        username=name,
-        email=f"{name}@example.com",
-        display_name=name.title(),
-        password=PASSWORD,
-        role=role,
-    )
-    dbs.commit()
-    return user
+make = partial(make_user, commit=True)  # committed: other connections see it
 
 
 def attempt(dbs: Session, name: str, password: str) -> accounts.LoginResult:

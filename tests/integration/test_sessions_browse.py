@@ -11,18 +11,16 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, clock, history, sessions
+from core import clock, history, sessions
 from core.errors import InvalidInput, NotFound
 from core.models import ConversationSession
+from tests.support.people import make_user as new_user
 
-PASSWORD = "correct horse battery"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def make_user(dbs: Session, name: str) -> uuid.UUID:
-    return accounts.create_user(
-        dbs, username=name, email=f"{name}@example.com", display_name=name, password=PASSWORD
-    ).id
+    return new_user(dbs, name).id
 
 
 def make_session(

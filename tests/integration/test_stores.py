@@ -15,19 +15,12 @@ from core import accounts, history, sessions, usage
 from core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from core.models import LlmCall
 from tests.strategies import any_text, ten_kilobytes
-
-PASSWORD = "correct horse battery"
+from tests.support.people import PASSWORD
+from tests.support.people import make_user as new_user
 
 
 def make_user(dbs: Session, name: str = "alice") -> uuid.UUID:
-    user = accounts.create_user(
-        dbs,
-        username=name,
-        email=f"{name}@example.com",
-        display_name=name.title(),
-        password=PASSWORD,
-    )
-    return user.id
+    return new_user(dbs, name).id
 
 
 def test_username_is_unique_ignoring_case(dbs: Session) -> None:

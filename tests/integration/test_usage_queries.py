@@ -17,11 +17,11 @@ import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core import accounts, clock, sessions, usage
+from core import clock, sessions, usage
 from core.errors import InvalidInput
 from core.models import LlmCall, UsageDaily, UsageLatencyHistogram
+from tests.support.people import make_user as new_user
 
-PASSWORD = "correct horse battery"
 D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 5)
 
 
@@ -61,14 +61,7 @@ class Seeded:
 
 
 def make_user(dbs: Session, name: str, role: str = "user") -> uuid.UUID:
-    return accounts.create_user(
-        dbs,
-        username=name,
-        email=f"{name}@example.com",
-        display_name=name.title(),
-        password=PASSWORD,
-        role=role,
-    ).id
+    return new_user(dbs, name, role).id
 
 
 def at(day: date, minute: int = 0, hour: int = 10) -> datetime:

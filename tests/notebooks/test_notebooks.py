@@ -17,6 +17,7 @@ from nbclient import NotebookClient
 from sqlalchemy.orm import Session
 
 from core import accounts, clock, history, sessions, usage
+from tests.support.people import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -76,12 +77,6 @@ def record(dbs: Session, user_id, day: date, model: str, prompt: int, completion
         ttft_ms=ttft,
         duration_ms=(ttft or 0) + 1000.0,
         outcome=outcome,
-    )
-
-
-def make_user(dbs: Session, name: str) -> accounts.User:
-    return accounts.create_user(
-        dbs, username=name, email=f"{name}@example.com", display_name=name, password="x" * 12
     )
 
 
