@@ -66,3 +66,19 @@ def download(
     (button,) = [b for b in at.get("download_button") if b.proto.label == label]
     file_id = Path(button.proto.url).stem
     return seen[file_id]
+
+
+@pytest.fixture
+def jar(clean_state: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The browser's cookies as sent when a session connects (empty: a new browser).
+
+    AppTest cannot send cookies: ``app.auth.request_cookie`` reads this dict instead."""
+    import streamlit as st
+
+    from app import auth
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    cookies_sent: dict[str, str] = {}
+    monkeypatch.setattr(auth, "request_cookie", lambda name: cookies_sent.get(name))
+    yield cookies_sent

@@ -8,13 +8,11 @@ Each AppTest is one browser session. Its cookie jar is simulated by replacing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
 import pytest
-import streamlit as st
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
@@ -25,50 +23,12 @@ from core.config import get_settings
 from core.models import User
 from tests.support import people
 from tests.support.people import PASSWORD
-
-ROOT = Path(__file__).resolve().parents[2]
-UI = str(ROOT / "app" / "ui.py")
-
-
-@pytest.fixture
-def jar(clean_state: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """The browser's cookies as sent when a session connects (empty: a new browser)."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    cookies_sent: dict[str, str] = {}
-    monkeypatch.setattr(app_auth, "request_cookie", lambda name: cookies_sent.get(name))
-    yield cookies_sent
+from tests.support.router import ROOT, browser, errors, login, page, signed_in
 
 
 def make_user(name: str = "alice", role: str = "user") -> User:
     with db.session_scope() as session:
         return people.make_user(session, name, role)
-
-
-def browser() -> AppTest:
-    return AppTest.from_file(UI, default_timeout=30).run()
-
-
-def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
-    at.text_input[0].input(username)
-    at.text_input[1].input(password)
-    return at.button[0].click().run()
-
-
-def page(at: AppTest) -> str:
-    assert not at.exception, [e.value for e in at.exception]
-    return str(at.session_state["page"])
-
-
-def signed_in(at: AppTest) -> Identity | None:
-    if "identity" not in at.session_state:
-        return None
-    value = at.session_state["identity"]
-    return value if isinstance(value, Identity) else None
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 def cookie_of(at: AppTest) -> str:
