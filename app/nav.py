@@ -16,6 +16,7 @@ from typing import Literal
 import streamlit as st
 
 from app import auth
+from app.context import require_admin
 from core.accounts import Identity
 
 Kind = Literal["file", "login", "home", "admins_only"]
@@ -82,7 +83,7 @@ def build(spec: dict[str, list[PageSpec]]) -> dict[str, list[st.Page]]:
         st.switch_page(home[0])
 
     def admins_only() -> None:
-        st.error("This page is for administrators.")
+        require_admin()  # a non-admin: shows the refusal and stops
 
     def login_for(title: str) -> Callable[[], None]:
         def login_first() -> None:
