@@ -56,7 +56,9 @@ def _encode(message: Message) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (possible from a notebook, never from a browser) cannot be sent as
-        # UTF-8; JSON's \u escapes carry it, and json.loads gives back the exact string.
+        # UTF-8; JSON's \u escapes carry it, and json.loads gives back the exact string. A high
+        # surrogate directly followed by a low one comes back as the one character the pair
+        # encodes (JSON reads the two escapes as UTF-16), as UTF-16 text would.
         text = json.dumps(message, ensure_ascii=True, separators=(",", ":"))
     return text
 

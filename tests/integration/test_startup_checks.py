@@ -7,8 +7,10 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from core import db, services, startup
+from core.accounts import Identity
 from core.config import get_settings
 from tests.conftest import ROOT, _libpq_to_url
 
@@ -94,12 +96,17 @@ def test_a_database_that_was_never_migrated_says_how_to_fix_it(
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def test_the_status_page_shows_the_problem_lines(configure: Configure) -> None:
-    from streamlit.testing.v1 import AppTest
+def status_page() -> AppTest:
+    """The status page as an administrator opens it (it refuses anyone else)."""
+    at = AppTest.from_file(str(ROOT / "pages" / "status.py"))
+    at.session_state["identity"] = Identity(uuid.uuid4(), "root", "Root", "admin")
+    return at
 
+
+def test_the_status_page_shows_the_problem_lines(configure: Configure) -> None:
     port = dead_port()
     configure(REDIS_URL=f"redis://127.0.0.1:{port}/0")
-    at = AppTest.from_file(str(ROOT / "pages" / "status.py")).run(timeout=30)
+    at = status_page().run(timeout=30)
     assert not at.exception
     (error,) = at.error
     assert error.value.startswith("Redis is not reachable")
@@ -107,9 +114,7 @@ def test_the_status_page_shows_the_problem_lines(configure: Configure) -> None:
 
 
 def test_the_status_page_says_all_is_well(services_env: None) -> None:
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(ROOT / "pages" / "status.py")).run(timeout=30)
+    at = status_page().run(timeout=30)
     assert not at.exception and not at.error
     assert "schema is up to date" in at.success[0].value
     assert "**PostgreSQL** (configured)" in at.markdown[0].value

@@ -267,7 +267,23 @@ def test_any_message_comes_back_from_redis_exactly(r: redis.Redis, content: str)
         r, session_id=sid, message=history.make_message("assistant", content, stats={content: 1})
     )
     (msg,) = history.read_last(r, session_id=sid, n=1)
-    assert msg["content"] == content and msg["stats"] == {content: 1}
+    # Exact, except that a surrogate pair written as two code units ("\ud800\udc00", only
+    # possible from Python code) is read back as the character it encodes.
+    expected = content.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    assert msg["content"] == expected and msg["stats"] == {expected: 1}
+
+
+def test_a_surrogate_pair_written_as_two_code_units_reads_back_as_its_character(
+    r: redis.Redis,
+) -> None:
+    sid = uuid.uuid4()
+    for content in ("\ud800\udc00", "lone \ud800 high", "lone \udc00 low"):
+        history.append(r, session_id=sid, message=history.make_message("user", content))
+    assert [m["content"] for m in history.read_all(r, session_id=sid)] == [
+        "\U00010000",
+        "lone \ud800 high",
+        "lone \udc00 low",
+    ]
 
 
 def test_a_one_megabyte_message_round_trips(r: redis.Redis) -> None:
