@@ -29,7 +29,7 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
-from app.context import IDENTITY_KEY, set_notice, show_notice
+from app.context import IDENTITY_KEY, set_notice, show_error, show_notice
 from core import accounts, clock, cookies, db, health
 from core.accounts import Identity
 from core.config import get_settings
@@ -248,7 +248,7 @@ def login_view(wanted: str | None = None) -> None:
     try:
         authenticator.login(location="main", max_login_attempts=None, key="Login")
     except LedgerError as exc:
-        st.error(str(exc))
+        show_error(exc)
         return
     except LoginError as exc:
         st.error(f"Login failed: {exc}")
