@@ -121,6 +121,9 @@ def test_ctrl_c_mid_reply_keeps_the_partial_reply(
         stderr=subprocess.PIPE,
         text=True,
         env=env(),
+        # A background CI job inherits SIGINT as ignored, and Python then never turns it into
+        # KeyboardInterrupt: give the client the default a person at a terminal has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("Tell me everything about bonds\n")
