@@ -28,6 +28,7 @@ Usage::
         server.script(reply=["Hello", " world"], delay=0.005)
         ... OLLAMA_HOST=server.url ...
         server.requests[-1]["messages"]  # what the client sent
+        server.finals[-1]["eval_count"]  # the figures a completed stream reported
 
 Accepted sockets get TCP_NODELAY, as Go's net/http sets it: without it Nagle's algorithm and
 delayed ACKs add ~40 ms to small writes and every latency figure is wrong.
@@ -289,8 +290,11 @@ class _Handler(BaseHTTPRequestHandler):
             if script.failure == "hang":
                 self._hang()
                 return
-            self._chunk(piece("", **final(time.perf_counter_ns(), first_token_ns)))
+            closing = final(time.perf_counter_ns(), first_token_ns)
+            self._chunk(piece("", **closing))
             self._end_chunks()
+            with fake._lock:
+                fake.finals.append(closing)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (Stop, page left)
 
@@ -305,6 +309,7 @@ class FakeOllama:
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    finals: list[dict[str, Any]] = field(default_factory=list)  # the closing chunks sent
     _script: Script = field(default_factory=Script)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
