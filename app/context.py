@@ -6,12 +6,18 @@ The router (ui.py) puts the signed-in ``core.accounts.Identity`` in
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from core.accounts import Identity
 from core.errors import LedgerError
 
 IDENTITY_KEY = "identity"
+PROMPT_KEY = "chat_prompt"  # the chat input's key: the router offers an unsent prompt back
+UNSAVED_KEY = "_ledger_unsaved_turns"  # finished chat turns whose writes failed
+UNSENT_KEY = "_ledger_unsent_prompt"  # a prompt typed while storage was down
+STORAGE_RECHECK_SECONDS = 3.0
 
 
 def current_user() -> Identity:
@@ -34,3 +40,69 @@ def require_admin() -> Identity:
 def show_error(exc: LedgerError) -> None:
     """One clear message for a failure the user can act on."""
     st.error(str(exc))
+
+
+def keep_unsaved(turn: Any) -> None:
+    """Remember a finished chat turn whose reply or usage row could not be written."""
+    st.session_state.setdefault(UNSAVED_KEY, []).append(turn)
+
+
+def save_unsaved() -> None:
+    """Retry the writes of remembered turns (the router calls this once storage answers)."""
+    turns = st.session_state.get(UNSAVED_KEY) or []
+    left = [turn for turn in turns if not turn.save_again()]
+    saved = len(turns) - len(left)
+    st.session_state[UNSAVED_KEY] = left
+    if saved:
+        st.toast(
+            f"Saved {saved} reply that could not be saved earlier."
+            if saved == 1
+            else f"Saved {saved} replies that could not be saved earlier."
+        )
+
+
+def offer_back_unsaved() -> None:
+    """While storage is down: the prompt just typed and replies not saved yet, to copy; the
+    page comes back by itself once storage answers (no reload: it would lose them)."""
+    typed = st.session_state.get(PROMPT_KEY)
+    if isinstance(typed, str) and typed.strip():
+        st.session_state[UNSENT_KEY] = typed
+    unsent = st.session_state.get(UNSENT_KEY)
+    if unsent:
+        with st.expander("Your prompt (not sent): copy it from here", expanded=True):
+            st.code(unsent, language=None, wrap_lines=True)
+    for turn in st.session_state.get(UNSAVED_KEY) or []:
+        with st.expander("A reply not saved yet: it is saved when storage is back", expanded=True):
+            st.code(turn.text, language=None, wrap_lines=True)
+    _watch_storage()
+
+
+@st.fragment(run_every=STORAGE_RECHECK_SECONDS)
+def _watch_storage() -> None:
+    from app import auth
+
+    if auth.startup_problem() is None:
+        st.rerun(scope="app")
+    st.caption(
+        f"Checking again every {STORAGE_RECHECK_SECONDS:g} s: this page comes back by itself, "
+        "with anything not yet saved."
+    )
+
+
+def take_unsent() -> str | None:
+    """On the chat page: a prompt that storage refused earlier, returned when the user
+    chooses to send it now."""
+    unsent = st.session_state.get(UNSENT_KEY)
+    if not unsent:
+        return None
+    with st.container(border=True):
+        st.caption("Not sent while storage was down:")
+        st.code(unsent, language=None, wrap_lines=True)
+        send, drop = st.columns(2)
+        if send.button("Send it now", key="send_unsent", type="primary"):
+            del st.session_state[UNSENT_KEY]
+            return str(unsent)
+        if drop.button("Discard", key="drop_unsent"):
+            del st.session_state[UNSENT_KEY]
+            st.rerun()
+    return None

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.context import current_user, show_error
+from app.context import PROMPT_KEY, current_user, keep_unsaved, show_error, take_unsent
 from core import chat, db, llm, services, sessions
 from core.errors import EmptyPrompt, LedgerError, NotFound
 
@@ -73,7 +73,10 @@ if session_id:
     for message in shown:
         render(dict(message))
 
-prompt = st.chat_input("Ask about markets, accounting, corporate or personal finance")
+prompt = st.chat_input(
+    "Ask about markets, accounting, corporate or personal finance", key=PROMPT_KEY
+)
+prompt = prompt or take_unsent()
 if prompt is not None:
     try:
         turn = chat.turn(
@@ -113,4 +116,8 @@ if prompt is not None:
         if turn.stats is not None:
             st.caption(chat.caption(turn.stats))
         if turn.storage_error:
-            st.warning(turn.storage_error)
+            keep_unsaved(turn)
+            st.warning(
+                f"{turn.storage_error} Ledger keeps it and saves it as soon as the store answers "
+                "again, while this tab stays open."
+            )

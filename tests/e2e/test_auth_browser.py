@@ -21,6 +21,7 @@ from tests.support.browser import (
     log_in,
     log_out,
     login_form_shown,
+    main_text,
     nav,
     new_context,
     open_page,
@@ -76,7 +77,7 @@ def test_the_cookie_keeps_a_reload_logged_in_until_logout(
 def test_a_deep_link_opens_its_page_after_login(app_url: str, chromium: Any, alice: None) -> None:
     context = new_context(chromium)
     page = open_page(context, app_url + "/usage")
-    assert "Log in to open Usage." in page.inner_text("[data-testid=stMain]")
+    assert "Log in to open Usage." in main_text(page)
     log_in(page, "alice", PASSWORD)
     assert page.url.endswith("/usage")
     assert page.locator("h1").first.inner_text().strip() == "Usage"
@@ -96,7 +97,7 @@ def test_a_password_change_ends_the_other_browsers_cookie(
     page.get_by_label("New password", exact=True).fill("a brand new passphrase")
     page.get_by_label("Repeat new password", exact=True).fill("a brand new passphrase")
     click_and_settle(page, page.get_by_role("button", name="Change password"))
-    assert "Password changed" in page.inner_text("[data-testid=stMain]")
+    assert "Password changed" in main_text(page)
 
     other.reload()
     idle(other)

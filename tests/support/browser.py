@@ -35,7 +35,7 @@ CAPTION = "[data-testid=stCaptionContainer]"
 CHART = "[data-testid=stVegaLiteChart] svg.marks"
 ERROR = "[data-testid=stAlertContentError]"
 WARNING = "[data-testid=stAlertContentWarning]"
-MAIN = "[data-testid=stMain]"
+MAIN = "[data-testid=stMainBlockContainer]"  # the page's content, with or without a chat input
 
 _IDLE_JS = """() => {
   const app = document.querySelector('[data-testid=stApp]');
@@ -214,11 +214,13 @@ def sample_reply_growth(page: Any, *, every: float = 0.05, timeout: float = 30.0
 
 
 def screenshot_full(page: Any, path: Path) -> Path:
-    """A PNG of the whole page: the viewport grows to stMain's scroll height first."""
+    """A PNG of the whole page: the viewport grows to the scrolling area's height first
+    (stMain; on a page with a chat input, the scroll-to-bottom container)."""
     height = int(
         page.evaluate(
-            """() => { const m = document.querySelector('[data-testid=stMain]');
-                       return m ? m.scrollHeight : document.body.scrollHeight; }"""
+            """() => Math.max(document.body.scrollHeight, ...[
+                 '[data-testid=stMain]', '[data-testid=stAppScrollToBottomContainer]'
+               ].map(s => { const e = document.querySelector(s); return e ? e.scrollHeight : 0; }))"""
         )
     )
     width = page.viewport_size["width"] if page.viewport_size else VIEWPORT["width"]

@@ -52,6 +52,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 
 Failure = Literal["error", "drop", "hang", "status"]
@@ -430,6 +431,62 @@ class FakeOllama:
             "capabilities": ["completion", "tools"],
             "modified_at": "2025-01-02T03:04:05.123456789Z",
         }
+
+
+class FakeOllamaProcess:
+    """The fake server in a process of its own, so a test can SIGKILL it in the middle of a
+    reply (the kernel closes its sockets, as when a real Ollama crashes) and start a new one
+    on the same port. The script is set over HTTP."""
+
+    def __init__(self, models: Sequence[str] = DEFAULT_MODELS, port: int = 0) -> None:
+        self.models = tuple(models)
+        self.port = port
+        self._proc: Any = None
+
+    @property
+    def model(self) -> str:
+        return self.models[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeOllamaProcess:
+        import subprocess
+
+        command = [sys.executable, "-m", "tests.support.fake_ollama", "--port", str(self.port)]
+        for model in self.models:
+            command += ["--model", model]
+        root = Path(__file__).resolve().parents[2]
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
+        line = self._proc.stdout.readline().strip()
+        if not line.startswith("http://"):
+            raise RuntimeError(f"the fake Ollama process did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        return self
+
+    def script(self, **kwargs: Any) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 (http on loopback)
+            f"{self.url}/__fake__/script",
+            data=json.dumps(kwargs).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback)
+            answer.read()
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
 
 
 def main() -> None:
