@@ -359,7 +359,12 @@ def turn(
         raise InvalidInput("model", f"Model names are 1 to {MAX_MODEL_NAME} characters.")
     system = system_prompt(settings)
     sid, new = _prepare(
-        session_factory, r, user_id=user_id, session_id=session_id, title=text, model=model
+        session_factory,
+        r,
+        user_id=user_id,
+        session_id=session_id,
+        title=sessions.title_from_prompt(text),
+        model=model,
     )
     try:
         newest = history.append_and_read_last(
@@ -621,7 +626,7 @@ class Turn(Iterator[str]):
                 )
                 first_prompt = row.message_count <= 2 and not self.new_session
                 if first_prompt and row.title == sessions.DEFAULT_TITLE:
-                    row.title = sessions.clean_title(self.prompt, truncate=True)
+                    row.title = sessions.title_from_prompt(self.prompt)
             except NotFound:  # deleted in another tab while the reply streamed
                 session_id = None
             usage.record_call(
