@@ -28,6 +28,7 @@ from core import history, services
 from tests.support import browser as b
 from tests.support.app_server import AppServer, get
 from tests.support.fake_ollama import FakeOllama
+from tests.support.state import empty_tables
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +113,7 @@ def app(
 
 @pytest.fixture(scope="module")
 def journey(app: AppServer, fake: FakeOllama, chromium: Any) -> Iterator[Journey]:
-    _empty_tables()
+    empty_tables()
     seen = Journey(metrics_before=scrape(app))
     context = b.new_context(chromium, accept_downloads=True)
     page = b.open_page(context, app.url)
@@ -126,18 +127,6 @@ def journey(app: AppServer, fake: FakeOllama, chromium: Any) -> Iterator[Journey
     seen.metrics_after = scrape(app)
     seen.reported = fake.finals[-1] if fake.finals else {}
     yield seen
-
-
-def _empty_tables() -> None:
-    from sqlalchemy import text
-
-    from core import db
-    from core.models import Base
-
-    tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-    with db.get_engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    services.redis_client().flushdb()
 
 
 def _walk(page: Any, context: Any, app: AppServer, seen: Journey) -> None:

@@ -182,6 +182,20 @@ def last_reply_text(page: Any) -> str:
     return str(page.evaluate(REPLY_JS))
 
 
+def page_messages(page: Any) -> list[str]:
+    """The text of every chat message on the page, oldest first (no captions, buttons or
+    notes)."""
+    return list(
+        page.evaluate(
+            """() => [...document.querySelectorAll('[data-testid=stChatMessage]')].map(m => {
+                 const t = [...m.querySelectorAll('[data-testid=stMarkdown]')].find(e =>
+                   !e.closest('[data-testid=stAlert]')
+                   && !e.querySelector('[data-testid=stCaptionContainer]'));
+                 return t ? t.innerText : ''; })"""
+        )
+    )
+
+
 def last_reply_caption(page: Any) -> str:
     return str(
         page.evaluate(
