@@ -33,7 +33,7 @@ def new_chat() -> None:
 with st.sidebar:
     st.button("New chat", on_click=new_chat, use_container_width=True, type="primary")
     try:
-        installed = backend.list_models()
+        installed = llm.installed_models(backend)
     except LedgerError as exc:
         installed = []
         st.warning(str(exc))
