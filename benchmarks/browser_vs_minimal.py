@@ -26,16 +26,16 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
+
+from minimal_chat import start_minimal  # noqa: E402
 
 from tests.support import browser as b  # noqa: E402
 from tests.support.app_server import AppServer  # noqa: E402
@@ -47,26 +47,6 @@ DELAY = 0.005
 HISTORY = 10  # messages already in the conversation before the timed runs
 EXPECTED = ("word " * CHUNKS).strip()
 
-MINIMAL_APP = """
-import ollama
-import streamlit as st
-
-client = ollama.Client(host={host!r})
-if "messages" not in st.session_state:
-    st.session_state.messages = []
-for m in st.session_state.messages:
-    with st.chat_message(m["role"]):
-        st.markdown(m["content"])
-if prompt := st.chat_input("Ask"):
-    st.session_state.messages.append({{"role": "user", "content": prompt}})
-    with st.chat_message("user"):
-        st.markdown(prompt)
-    with st.chat_message("assistant"):
-        stream = client.chat(model={model!r}, messages=st.session_state.messages, stream=True)
-        reply = st.write_stream(part["message"]["content"] for part in stream)
-    st.session_state.messages.append({{"role": "assistant", "content": reply}})
-"""
-
 # Installed once per page: the Enter keydown starts the clock; a MutationObserver watches for
 # the first text in the new assistant message and for the whole reply.
 MEASURE_JS = """(expected) => {
@@ -75,7 +55,7 @@ MEASURE_JS = """(expected) => {
   const textOf = (m) => {
     const md = [...m.querySelectorAll('[data-testid=stMarkdown]')].find(e =>
       !e.closest('[data-testid=stAlert]') && !e.querySelector('[data-testid=stCaptionContainer]'));
-    return md ? md.innerText.trim() : '';
+    return md ? md.textContent.trim() : '';
   };
   const before = assistants().length;
   window.__m = {t0: null, first: null, last: null};
@@ -158,9 +138,6 @@ def main() -> None:
     fake = FakeOllamaProcess(models=[MODEL]).start()
     fake.script(chunks=CHUNKS, delay=DELAY)
     os.environ["OLLAMA_HOST"] = fake.url
-    minimal_dir = tmp / "minimal"
-    minimal_dir.mkdir()
-    (minimal_dir / "app.py").write_text(MINIMAL_APP.format(host=fake.url, model=MODEL))
     apps: list[AppServer] = []
     try:
         token, sid = seed_user_and_history(key)
@@ -168,7 +145,7 @@ def main() -> None:
         minimal = AppServer({}, log_path=tmp / "minimal.log")
         apps += [ledger, minimal]
         ledger.start()
-        start_minimal(minimal, minimal_dir)
+        start_minimal(minimal, tmp / "minimal", host=fake.url, model=MODEL)
         print(f"A: Ledger {ledger.url} (session with {HISTORY} messages); B: minimal chat "
               f"{minimal.url}; fake Ollama {fake.url} in its own process: {CHUNKS} chunks "
               f"{DELAY * 1000:g} ms apart; {args.runs} runs each, alternating; "
@@ -183,28 +160,6 @@ def main() -> None:
         db.reset()
         services.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def start_minimal(app: AppServer, folder: Path) -> None:
-    """The minimal app: `streamlit run app.py` in its own folder (no Ledger config)."""
-    app._proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"),
-         "--server.port", str(app.port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=folder, env=app.env, stdout=app.log_path.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    from tests.support.app_server import get
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if get(f"{app.url}/_stcore/health", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the minimal app did not start:\n{app.log_tail()}")
-        time.sleep(0.1)
 
 
 def run(ledger: AppServer, minimal: AppServer, token: str, sid: str, runs: int) -> None:

@@ -7,15 +7,21 @@ reply (CHUNKS one-word chunks, DELAY seconds apart; the first one after DELAY to
 session is a Streamlit websocket client (benchmarks/st_client.py) signed in with its own
 user's login cookie, exactly as a browser tab is after login: it loads the chat page, then
 sends TURNS prompts one after the other (a new session, then follow-ups in it, so history
-grows). All N sessions start their turns together (with up to 200 ms of jitter), so N
-streams overlap.
+grows). Two ways to start N sessions:
+  - steady: first prompts spread evenly over one reply's duration, then back to back, so about
+    N streams are in flight at any time (analysts asking at their own pace);
+  - burst: all N press Enter within 200 ms (the worst case: a thundering herd).
+Every round uses fresh sessions and users.
 
-Reported for N = 1 (the baseline: one session alone), then each N:
+Reported for one session alone (the baseline), then each N and way:
   - errors: turns without a complete reply, with an error/warning box or an exception;
-  - time to first token as the client sees it (request sent -> first words of the reply in
-    a delta), p50 and p95; whole reply likewise;
-  - added latency: TTFT p50/p95 at N minus TTFT p50 of one session alone;
-  - memory: the app process's RSS growth while the N sessions connected and chatted, / N.
+  - time to first token as the client sees it (prompt sent -> first words of the reply in a
+    delta), p50 and p95; whole reply likewise; streams actually in flight;
+  - added latency: TTFT p50/p95 minus TTFT p50 of one session alone;
+  - memory: the app process's RSS growth while the N sessions connected and chatted, / N;
+  - the app's CPU time per stream.
+Then the same rounds at N=20 against the minimal Streamlit chat (benchmarks/minimal_chat.py)
+as a reference for what Streamlit itself costs (--no-reference skips them).
 
     .venv/bin/python benchmarks/load.py [--sessions 5 20 50] [--turns 3]
 """
@@ -41,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 
+from minimal_chat import start_minimal  # noqa: E402
 from st_client import Run, StreamlitClient  # noqa: E402
 
 from tests.support.app_server import AppServer  # noqa: E402
@@ -113,7 +120,7 @@ def make_users(count: int) -> list[tuple[str, str]]:
 async def session(
     url: str, token: str, turns: int, start: asyncio.Event, spread: float
 ) -> tuple[list[Run], list[str]]:
-    client = StreamlitClient(url, cookies={"ledger_auth": token})
+    client = StreamlitClient(url, cookies={"ledger_auth": token} if token else None)
     errors: list[str] = []
     runs: list[Run] = []
     await client.connect()
@@ -160,9 +167,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[5, 20, 50])
     parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the minimal chat's rounds at N=20"
+    )
     args = parser.parse_args()
-
-    import psutil
 
     tmp = Path(tempfile.mkdtemp(prefix="ledger-load-"))
     os.environ.update(
@@ -177,45 +185,27 @@ def main() -> None:
     os.environ["OLLAMA_HOST"] = fake.url
     subprocess.run([sys.executable, "-m", "core", "prepare"], check=True, cwd=tmp,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    app = AppServer({}, log_path=Path(os.environ.get("LOAD_APP_LOG") or tmp / "app.log"))
-    app.start()
-    proc = psutil.Process(app._proc.pid)  # type: ignore[union-attr]
-
+    servers: list[AppServer] = []
     try:
+        app = AppServer({}, log_path=Path(os.environ.get("LOAD_APP_LOG") or tmp / "app.log"))
+        servers.append(app)
+        app.start()
         from core.config import get_settings
 
         get_settings.cache_clear()
-        total = 1 + 1 + 2 * sum(args.sessions)  # warm-up, baseline, two rounds per N
-        tokens = [t for _, t in make_users(total)]
-        print(f"app {app.url} (pid {proc.pid}); fake Ollama {fake.url} in its own process: "
-              f"{CHUNKS} chunks {DELAY * 1000:.0f} ms apart; {args.turns} turns per session; "
+        tokens = [t for _, t in make_users(2 + 2 * sum(args.sessions))]
+        print(f"Ledger {app.url}; fake Ollama {fake.url} in its own process: {CHUNKS} chunks "
+              f"{DELAY * 1000:.0f} ms apart; {args.turns} turns per session; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-        asyncio.run(one_round(app.url, tokens[:1], 1, proc))  # warm-up: imports, first queries
-        used = 1
-        rounds = []
-        reply_s = CHUNKS * DELAY
-        plan = [(1, "alone", 0.0)]
-        plan += [(n, mode, spread) for n in args.sessions
-                 for mode, spread in (("steady", reply_s), ("burst", 0.2))]  # fmt: skip
-        for n, mode, spread in plan:
-            batch = tokens[used : used + n]
-            used += n
-            result = asyncio.run(one_round(app.url, batch, args.turns, proc, spread))
-            result.mode = mode
-            rounds.append(result)
-        report(rounds)
-        if os.environ.get("LOAD_DEBUG"):
-            from sqlalchemy import text
-
-            from core import db
-
-            with db.session_scope() as s:
-                rows = s.execute(
-                    text("SELECT ttft_ms, duration_ms FROM llm_calls ORDER BY ttft_ms")
-                )
-                print("server ttft_ms:", [round(r[0]) for r in rows])
+        report("Ledger", rounds_on(app, tokens, args.sessions, args.turns))
+        if not args.no_reference:
+            minimal = AppServer({}, log_path=tmp / "minimal.log")
+            servers.append(minimal)
+            start_minimal(minimal, tmp / "minimal", host=fake.url, model=MODEL)
+            report("minimal chat (reference)", rounds_on(minimal, None, [20], args.turns))
     finally:
-        app.stop()
+        for server in servers:
+            server.stop()
         fake.stop()
         from core import db, services
 
@@ -224,12 +214,38 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(rounds: list[Round]) -> None:
+def rounds_on(
+    app: AppServer, tokens: list[str] | None, sizes: list[int], turns: int
+) -> list[Round]:
+    """A warm-up, one session alone, then a steady and a burst round for each N; fresh
+    sessions (and users) every round. ``tokens=None``: no login (the minimal chat)."""
+    import psutil
+
+    proc = psutil.Process(app._proc.pid)  # type: ignore[union-attr]
+    pool = iter(tokens) if tokens is not None else None
+
+    def batch(n: int) -> list[str]:
+        return [next(pool) if pool is not None else "" for _ in range(n)]
+
+    asyncio.run(one_round(app.url, batch(1), 1, proc))  # warm-up: imports, first queries
+    plan = [(1, "alone", 0.0)]
+    plan += [(n, mode, spread) for n in sizes
+             for mode, spread in (("steady", CHUNKS * DELAY), ("burst", 0.2))]  # fmt: skip
+    rounds = []
+    for n, mode, spread in plan:
+        result = asyncio.run(one_round(app.url, batch(n), turns, proc, spread))
+        result.mode = mode
+        rounds.append(result)
+    return rounds
+
+
+def report(title: str, rounds: list[Round]) -> None:
     if os.environ.get("LOAD_DEBUG"):
         for r in rounds:
             print(r.n, r.mode, sorted(round(t * 1000) for t in r.ttfts))
     base = statistics.median(rounds[0].ttfts)
     print()
+    print(f"{title}:")
     print("steady: first prompts spread over one reply's time, then back to back (N streams in")
     print("flight); burst: all N press Enter within 200 ms. Added = TTFT minus TTFT p50 alone.")
     print(f"{'sessions':>8} {'mode':>6} {'in flight':>9} {'streams':>7} {'errors':>6} "
@@ -251,7 +267,7 @@ def report(rounds: list[Round]) -> None:
         if r.n == 20:
             added = pct(r.ttfts, 0.95) - base
             ok = not r.errors and added < 0.100
-            print(f"target, 20 sessions {r.mode}: no errors and p95 added < 100 ms: "
+            print(f"{title}, 20 sessions {r.mode}: no errors and p95 added < 100 ms: "
                   f"{'met' if ok else 'MISSED'} ({len(r.errors)} errors, p95 added "
                   f"{added * 1000:.0f} ms)")  # fmt: skip
 
