@@ -57,6 +57,7 @@ class Journey:
     session_id: str = ""
     after_reload: list[str] = field(default_factory=list)
     search_page: str = ""
+    opened: list[str] = field(default_factory=list)
     renamed_page: str = ""
     export_name: str = ""
     export_text: str = ""
@@ -169,6 +170,17 @@ def _walk(page: Any, context: Any, app: AppServer, seen: Journey) -> None:
     b.idle(page)
     seen.search_page = b.main_text(page)
 
+    # Open it from the list.
+    b.click_and_settle(page, page.get_by_role("link", name="Open"))
+    page.locator(b.MESSAGE).nth(1).wait_for()
+    seen.opened = b.page_messages(page)
+    b.go(page, "Sessions")
+    search = page.get_by_label("Search titles and messages", exact=True)
+    search.fill(REPLY_WORD)
+    search.press("Enter")
+    page.wait_for_timeout(300)
+    b.idle(page)
+
     b.click_and_settle(page, page.get_by_role("button", name="Manage"))
     title = page.get_by_label("Title", exact=True)
     title.fill("EBITDA caveats")
@@ -247,6 +259,10 @@ def test_the_session_is_found_by_a_word_of_the_reply(journey: Journey) -> None:
     assert "1 session" in journey.search_page
     assert QUESTION[:40] in journey.search_page  # the title, made from the question
     assert REPLY_WORD in journey.search_page  # the snippet around the match
+
+
+def test_a_found_session_opens_in_the_chat(journey: Journey) -> None:
+    assert journey.opened == [QUESTION, REPLY]
 
 
 def test_rename_export_and_delete_work_from_the_sessions_page(journey: Journey) -> None:
