@@ -233,6 +233,15 @@ def status_note(message: Mapping[str, Any]) -> str | None:
     return None
 
 
+def session_title(prompt: str) -> str:
+    """A session's title made from its first prompt; "New chat" when nothing printable is
+    left (a prompt of zero-width or unassigned characters is still a prompt)."""
+    try:
+        return sessions.clean_title(prompt, truncate=True)
+    except InvalidInput:
+        return sessions.DEFAULT_TITLE
+
+
 def for_display(text: str) -> str:
     """Text for Streamlit's Markdown: ``$`` escaped, so "USD 5 and $6" is not read as LaTeX."""
     return text.replace("$", "\\$")
@@ -363,7 +372,7 @@ def turn(
         r,
         user_id=user_id,
         session_id=session_id,
-        title=sessions.title_from_prompt(text),
+        title=session_title(text),
         model=model,
     )
     try:
@@ -626,7 +635,7 @@ class Turn(Iterator[str]):
                 )
                 first_prompt = row.message_count <= 2 and not self.new_session
                 if first_prompt and row.title == sessions.DEFAULT_TITLE:
-                    row.title = sessions.title_from_prompt(self.prompt)
+                    row.title = session_title(self.prompt)
             except NotFound:  # deleted in another tab while the reply streamed
                 session_id = None
             usage.record_call(
@@ -677,8 +686,9 @@ class Turn(Iterator[str]):
 
     @property
     def pending(self) -> bool:
-        """True while something of this finished turn is still not saved."""
-        return self._finished and (not self._stored or not self._usage_saved or self._counted < 2)
+        """True while something of this finished turn (its saving done) is still not saved."""
+        done = self._done.is_set()
+        return done and (not self._stored or not self._usage_saved or self._counted < 2)
 
     def save_again(self) -> bool:
         """Write what could not be written when the turn ended (Redis or PostgreSQL was
@@ -687,7 +697,7 @@ class Turn(Iterator[str]):
         The page calls this on its next runs, so a reply that streamed while Redis was down
         is saved as soon as Redis answers again (as long as the tab stays open).
         """
-        if not self._finished:
+        if not self._done.is_set():  # still streaming or saving, on the thread of its run
             return False
         if not self._stored and self._reply is not None:
             self._append_reply()

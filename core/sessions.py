@@ -44,15 +44,6 @@ def clean_title(title: str, *, truncate: bool = False) -> str:
     return flat
 
 
-def title_from_prompt(prompt: str) -> str:
-    """A session's title made from its first prompt; "New chat" when nothing printable is
-    left (a prompt of zero-width or unassigned characters is still a prompt)."""
-    try:
-        return clean_title(prompt, truncate=True)
-    except InvalidInput:
-        return DEFAULT_TITLE
-
-
 def parse_id(value: str | uuid.UUID | None) -> uuid.UUID:
     """A session id from a URL or form; anything malformed is simply not found."""
     if isinstance(value, uuid.UUID):

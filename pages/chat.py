@@ -6,7 +6,15 @@ from typing import Any
 
 import streamlit as st
 
-from app.context import PROMPT_KEY, current_user, keep_unsaved, show_error, take_unsent
+from app.context import (
+    CONSUMED_KEY,
+    PROMPT_KEY,
+    TURN_KEY,
+    current_user,
+    keep_unsaved,
+    show_error,
+    take_unsent,
+)
 from core import chat, db, llm, services, sessions
 from core.errors import EmptyPrompt, LedgerError, NotFound
 
@@ -50,7 +58,7 @@ else:
 
 # A click during a reply starts this run on a new thread while the old run still streams:
 # stop that reply and let it save, so the history below includes its partial text.
-previous = st.session_state.get("turn")
+previous = st.session_state.get(TURN_KEY)
 if isinstance(previous, chat.Turn) and not previous.wait(0):
     previous.cancel()
     if not previous.wait(timeout=5):
@@ -95,7 +103,8 @@ if prompt is not None:
         with st.expander("Your prompt (not sent): copy it from here"):
             st.code(prompt, language=None, wrap_lines=True)
         st.stop()
-    st.session_state["turn"] = turn
+    st.session_state[TURN_KEY] = turn
+    st.session_state[CONSUMED_KEY] = prompt
     st.query_params["session"] = str(turn.session_id)
     with st.chat_message("user"):
         st.markdown(chat.for_display(turn.prompt))
@@ -112,6 +121,7 @@ if prompt is not None:
             st.error(f"Reply failed: {exc}")
         finally:
             turn.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
+        st.session_state.pop(CONSUMED_KEY, None)  # this run was not cut short
         stop.empty()
         if turn.stats is not None:
             st.caption(chat.caption(turn.stats))
