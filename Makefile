@@ -20,12 +20,13 @@ WHEELHOUSE ?= $(HOME)/.cache/ledger/llama-$(LLAMA_VERSION)-portable
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run test lint typecheck pytest test-services migrate lock clean
+.PHONY: help install run test lint typecheck pytest test-services migrate lock clean browser screenshots
 
 help:
 	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
 	@echo "make test   ruff + mypy + the whole test suite"
 	@echo "make test-services   integration tests against TEST_DATABASE_URL / TEST_REDIS_URL"
+	@echo "make screenshots     regenerate docs/screenshots/*.png (demo data, headless Chromium)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || { \
@@ -59,8 +60,29 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium (never Playwright's download). Installed here when
+# missing and possible (root with apt-get); otherwise the suite skips them and its summary ends
+# with a banner saying so. fonts-noto-color-emoji: page icons are emoji (boxes without it).
+CHROMIUM ?= /usr/bin/chromium
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+browser:
+	@missing=""; test -x $(CHROMIUM) || missing="chromium"; \
+	test -f $(EMOJI_FONT) || missing="$$missing fonts-noto-color-emoji"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages for the browser tests:$$missing"; \
+	  apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; } || \
+	  echo "WARNING: apt-get could not install$$missing: the browser tests will be SKIPPED"; \
+	else \
+	  echo "WARNING: cannot install$$missing (needs root and apt-get): the browser tests will be SKIPPED unless chromium is at $(CHROMIUM)"; \
+	fi
+
+screenshots: install browser
+	$(BIN)/python -m tests.support.screenshots docs/screenshots
 
 test: lint typecheck pytest
 

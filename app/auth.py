@@ -54,10 +54,10 @@ def startup_problem() -> str | None:
     failed = [check for check in (health.check_postgres(), health.check_redis()) if not check.ok]
     if not failed:
         return None
-    lines = "; ".join(f"{check.name}: {check.detail}" for check in failed)
+    lines = "; ".join(f"{check.name}: {check.detail.rstrip('.')}" for check in failed)
     return (
         f"Ledger cannot reach its storage, so no page can open. {lines}. Start the service "
-        "(or fix DATABASE_URL / REDIS_URL), then reload this page."
+        "(or fix DATABASE_URL / REDIS_URL): this page comes back by itself when it answers."
     )
 
 

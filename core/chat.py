@@ -44,6 +44,7 @@ from core.errors import (
     LLMError,
     NotFound,
     ServiceUnavailable,
+    StorageRefused,
 )
 from core.llm import Backend, ChatMessage, Usage
 from core.services import engine_url_of, first_line, redis_url_of
@@ -233,6 +234,15 @@ def status_note(message: Mapping[str, Any]) -> str | None:
     return None
 
 
+def session_title(prompt: str) -> str:
+    """A session's title made from its first prompt; "New chat" when nothing printable is
+    left (a prompt of zero-width or unassigned characters is still a prompt)."""
+    try:
+        return sessions.clean_title(prompt, truncate=True)
+    except InvalidInput:
+        return sessions.DEFAULT_TITLE
+
+
 def for_display(text: str) -> str:
     """Text for Streamlit's Markdown: ``$`` escaped, so "USD 5 and $6" is not read as LaTeX."""
     return text.replace("$", "\\$")
@@ -246,8 +256,29 @@ def _db_url(db: Session) -> str:
     return engine_url_of(bind if isinstance(bind, Engine) else bind.engine)
 
 
+def _redis_refusal(exc: BaseException) -> str | None:
+    """Why a Redis that answers refused a write, in words an analyst can pass on; None when
+    the error is not a refusal of that kind."""
+    if isinstance(exc, redis.OutOfMemoryError):
+        return (
+            "it is out of memory (maxmemory reached); an administrator must free memory or "
+            "raise maxmemory."
+        )
+    if isinstance(exc, redis.ReadOnlyError):
+        return "it is a read-only replica; REDIS_URL must name the primary."
+    if isinstance(exc, redis.ResponseError) and "MISCONF" in str(exc):
+        return (
+            "it cannot write to its disk (full or not writable); an administrator must free "
+            "disk space."
+        )
+    return None
+
+
 def _redis_unavailable(r: redis.Redis, exc: BaseException) -> ServiceUnavailable:
     metrics.STORAGE_ERRORS.labels(service="redis").inc()
+    refusal = _redis_refusal(exc)
+    if refusal is not None:
+        return StorageRefused("Redis", redis_url_of(r), refusal)
     return ServiceUnavailable("Redis", redis_url_of(r), str(exc) or type(exc).__name__)
 
 
@@ -330,7 +361,12 @@ def turn(
         raise InvalidInput("model", f"Model names are 1 to {MAX_MODEL_NAME} characters.")
     system = system_prompt(settings)
     sid, new = _prepare(
-        session_factory, r, user_id=user_id, session_id=session_id, title=text, model=model
+        session_factory,
+        r,
+        user_id=user_id,
+        session_id=session_id,
+        title=session_title(text),
+        model=model,
     )
     try:
         newest = history.append_and_read_last(
@@ -360,7 +396,8 @@ class Turn(Iterator[str]):
     """The reply as an iterator of text chunks (a generator underneath).
 
     After the iteration ends (or ``close()``), ``stats``, ``status``, ``error`` and ``text`` say
-    what happened; ``storage_error`` is set when the reply or its usage row could not be saved.
+    what happened; ``storage_error`` is set when the reply or its usage row could not be saved,
+    and ``save_again()`` retries those writes once the store answers again.
     """
 
     def __init__(
@@ -392,7 +429,11 @@ class Turn(Iterator[str]):
         self.stats: TurnStats | None = None
         self.status: history.Status | None = None
         self.error: str | None = None
-        self.storage_error: str | None = None
+        self._reply: history.Message | None = None
+        self._reply_problem: str | None = None
+        self._usage_problem: str | None = None
+        self._usage_saved = False
+        self._counted = 0  # messages of this turn the session row counts (question, reply)
         self._started = started
         self._newest = newest
         self._first: float | None = None
@@ -563,19 +604,24 @@ class Turn(Iterator[str]):
 
     def _store_reply(self, text: str) -> None:
         assert self.stats is not None and self.status is not None
-        message = history.make_message(
+        self._reply = history.make_message(
             "assistant", text, stats=self.stats.as_dict(), status=self.status, error=self.error
         )
+        self._append_reply()
+
+    def _append_reply(self) -> None:
+        assert self._reply is not None
         try:
-            history.append(self.r, session_id=self.session_id, message=message)
-            self._stored = True
+            history.append(self.r, session_id=self.session_id, message=self._reply)
+            self._stored, self._reply_problem = True, None
         except (redis.RedisError, OSError) as exc:
-            self.storage_error = str(_redis_unavailable(self.r, exc)) + " The reply was not saved."
+            self._reply_problem = str(_redis_unavailable(self.r, exc)) + " The reply was not saved."
 
     def _record_usage(self) -> None:
         stats = self.stats
         assert stats is not None
         db = self.session_factory()
+        counted = 1 + int(self._stored)
         try:
             session_id: uuid.UUID | None = self.session_id
             try:
@@ -583,14 +629,14 @@ class Turn(Iterator[str]):
                     db,
                     user_id=self.user_id,
                     session_id=self.session_id,
-                    messages_added=2 if self._stored else 1,
+                    messages_added=counted,
                     prompt_tokens=stats.prompt_tokens,
                     completion_tokens=stats.completion_tokens,
                     model=self.model,
                 )
                 first_prompt = row.message_count <= 2 and not self.new_session
                 if first_prompt and row.title == sessions.DEFAULT_TITLE:
-                    row.title = sessions.clean_title(self.prompt, truncate=True)
+                    row.title = session_title(self.prompt)
             except NotFound:  # deleted in another tab while the reply streamed
                 session_id = None
             usage.record_call(
@@ -607,14 +653,60 @@ class Turn(Iterator[str]):
                 error=self.error,
             )
             db.commit()
+            self._usage_saved, self._usage_problem, self._counted = True, None, counted
         except (SQLAlchemyError, LedgerError) as exc:
             db.rollback()
             metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-            note = f"The usage record could not be written ({first_line(exc)})"
-            kept = "; the reply itself is saved." if self._stored else "."
-            self.storage_error = " ".join(filter(None, [self.storage_error, note + kept]))
+            self._usage_problem = f"The usage record could not be written ({first_line(exc)})"
         finally:
             db.close()
+
+    def _count_reply(self) -> None:
+        """A reply stored after its usage row: the session row counts it too."""
+        db = self.session_factory()
+        try:
+            sessions.touch(db, user_id=self.user_id, session_id=self.session_id, messages_added=1)
+            db.commit()
+            self._counted += 1
+        except NotFound:
+            self._counted += 1  # the session was deleted meanwhile: nothing to count
+        except SQLAlchemyError:
+            db.rollback()
+            metrics.STORAGE_ERRORS.labels(service="postgres").inc()
+        finally:
+            db.close()
+
+    @property
+    def storage_error(self) -> str | None:
+        """What could not be saved when the turn ended (None when everything was)."""
+        usage_note = None
+        if self._usage_problem:
+            kept = "; the reply itself is saved." if self._stored else "."
+            usage_note = self._usage_problem + kept
+        return " ".join(p for p in (self._reply_problem, usage_note) if p) or None
+
+    @property
+    def pending(self) -> bool:
+        """True while something of this finished turn (its saving done) is still not saved."""
+        done = self._done.is_set()
+        return done and (not self._stored or not self._usage_saved or self._counted < 2)
+
+    def save_again(self) -> bool:
+        """Write what could not be written when the turn ended (Redis or PostgreSQL was
+        down): the reply, its usage row, the session's counts. True when nothing is pending.
+
+        The page calls this on its next runs, so a reply that streamed while Redis was down
+        is saved as soon as Redis answers again (as long as the tab stays open).
+        """
+        if not self._done.is_set():  # still streaming or saving, on the thread of its run
+            return False
+        if not self._stored and self._reply is not None:
+            self._append_reply()
+        if not self._usage_saved:
+            self._record_usage()
+        elif self._stored and self._counted < 2:
+            self._count_reply()
+        return not self.pending
 
     def _record_metrics(self) -> None:
         stats = self.stats

@@ -25,6 +25,15 @@ class ServiceUnavailable(LedgerError):
         super().__init__(f"{service} is not reachable at {url}: {reason}")
 
 
+class StorageRefused(ServiceUnavailable):
+    """The store answers but refuses to write (out of memory, disk full, read-only replica);
+    nothing was written."""
+
+    def __init__(self, service: str, url: str, reason: str) -> None:
+        super().__init__(service, url, reason)
+        self.args = (f"{service} at {url} refused to store it: {reason}",)
+
+
 class DataDirectoryError(LedgerError):
     """DATA_DIR, or an embedded server's folder in it, is not usable; nothing in it was changed."""
 

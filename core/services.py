@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -28,8 +29,8 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -465,6 +466,32 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class _RevivingConnection(redis.UnixDomainSocketConnection):
+    """A connection to the embedded server that starts it again when it is gone.
+
+    A redis-server that was killed (OOM killer, ``kill -9``, a crash) leaves its socket
+    refusing connections; without this the app kept failing until it was restarted. When a
+    connection is refused, ``revive`` starts the server again from its append-only file, and
+    redis-py's retry sends the command again: the caller sees the answer, not the outage.
+    """
+
+    def __init__(self, *, revive: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self._revive = revive
+
+    def _connect(self) -> Any:
+        try:
+            return super()._connect()  # type: ignore[no-untyped-call]
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        try:
+            self._revive()
+        except LedgerError as exc:
+            reason = f"the embedded Redis could not be started again: {exc}"
+            raise OSError(errno.ECONNREFUSED, reason) from None
+        return super()._connect()  # type: ignore[no-untyped-call]
+
+
 @dataclass
 class EmbeddedRedis:
     """This process's use of the embedded redis-server under one data folder."""
@@ -472,6 +499,9 @@ class EmbeddedRedis:
     rdir: Path
     socket: Path
     appendfsync: str
+    left: bool = False
+    revivals: int = 0  # how many times this process started the server again
+    _revive_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def url(self) -> str:
@@ -503,6 +533,35 @@ class EmbeddedRedis:
             retry=_retry(retries),
         )
 
+    def reviving_client(self, timeout: float = 5.0, *, retries: int = 2) -> redis.Redis:
+        """The app's client: a server found dead is started again (see _RevivingConnection)."""
+        pool = redis.ConnectionPool(
+            connection_class=_RevivingConnection,
+            path=str(self.socket),
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=10,
+            retry=_retry(retries),
+            revive=self.revive,
+        )
+        return redis.Redis(connection_pool=pool)
+
+    def revive(self) -> None:
+        """Start the server again if it is gone; its data comes back from the append-only file.
+
+        Several threads may find it gone at once: one restarts it, the others see it answer.
+        Never after this process has left (it is shutting down).
+        """
+        with self._revive_lock:
+            if self.left or self._answers():
+                return
+            logging.getLogger(__name__).warning(
+                "the embedded Redis in %s is gone; starting it again from its append-only file",
+                self.rdir,
+            )
+            self.open()
+            self.revivals += 1
+
     # -- the list of processes using the server --
 
     def _clients(self) -> list[list[float]]:
@@ -528,6 +587,7 @@ class EmbeddedRedis:
 
     def open(self) -> None:
         """Attach to the running server, or start it; then count this process in."""
+        self.left = False
         with _file_lock(self.rdir / ".lock"):
             clients = self._clients()  # drops processes that died without leaving
             if not self._answers():
@@ -621,6 +681,7 @@ class EmbeddedRedis:
     def leave(self) -> None:
         """Count this process out; the last one out shuts the server down (data saved)."""
         atexit.unregister(self.leave)
+        self.left = True
         with _file_lock(self.rdir / ".lock"):
             me = self._me()
             clients = [c for c in self._clients() if c != me]
@@ -694,7 +755,7 @@ def redis_client(settings: Settings | None = None) -> redis.Redis:
                     _embedded_redis[handle.rdir] = handle
                 else:  # after reset(): count this process in again, restart a dead server
                     handle.open()
-                client = handle.connect(timeout=5, retries=2)
+                client = handle.reviving_client(timeout=5, retries=2)
             _redis_clients[key] = client
     return client
 

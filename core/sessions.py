@@ -7,6 +7,7 @@ A session that belongs to someone else is reported exactly like one that does no
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -494,9 +495,17 @@ def export_json(
             _message_record(i, m) for i, m in enumerate(history.read_all(r, session_id=row.id))
         ],
     }
-    data = json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8")
+    try:
+        data = json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a notebook can store one) has no UTF-8 form; JSON's \u escapes
+        # carry it losslessly, as history._encode does.
+        data = json.dumps(body, ensure_ascii=True, indent=2).encode("utf-8")
     name = text.safe_filename(row.title, suffix=row.id.hex[:8], ext="json")
     return ExportFile(name, "application/json", data)
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _fmt_ts(value: str | None) -> str:
@@ -545,7 +554,8 @@ def export_markdown(
             lines += ["", f"> Error: {text.escape_markdown(str(message['error']))}"]
         if message.get("stats"):
             lines += ["", f"> {text.code_span(_fmt_stats(message['stats']))}"]
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+    # A lone surrogate has no UTF-8 form: it becomes U+FFFD in this readable document.
+    data = _LONE_SURROGATE.sub("\ufffd", "\n".join(lines) + "\n").encode("utf-8")
     name = text.safe_filename(row.title, suffix=row.id.hex[:8], ext="md")
     return ExportFile(name, "text/markdown", data)
 

@@ -6,7 +6,17 @@ from typing import Any
 
 import streamlit as st
 
-from app.context import current_user, header, show_error, write
+from app.context import (
+    CONSUMED_KEY,
+    PROMPT_KEY,
+    TURN_KEY,
+    current_user,
+    header,
+    keep_unsaved,
+    show_error,
+    take_unsent,
+    write,
+)
 from core import chat, db, llm, services, sessions
 from core.errors import EmptyPrompt, LedgerError, NotFound
 
@@ -33,7 +43,7 @@ def new_chat() -> None:
 with st.sidebar:
     st.button("New chat", on_click=new_chat, width="stretch", type="primary")
     try:
-        installed = backend.list_models()
+        installed = llm.installed_models(backend)
     except LedgerError as exc:  # the server is down: sending will say so too
         installed = []
         show_error(exc)
@@ -49,7 +59,7 @@ else:
 
 # A click during a reply starts this run on a new thread while the old run still streams:
 # stop that reply and let it save, so the history below includes its partial text.
-previous = st.session_state.get("turn")
+previous = st.session_state.get(TURN_KEY)
 if isinstance(previous, chat.Turn) and not previous.stop(timeout=5):
     st.info("The previous reply is still being saved; it will appear on the next refresh.")
 
@@ -68,7 +78,10 @@ if session_id:
     for message in shown:
         render(dict(message))
 
-prompt = st.chat_input("Ask about markets, accounting, corporate or personal finance")
+prompt = st.chat_input(
+    "Ask about markets, accounting, corporate or personal finance", key=PROMPT_KEY
+)
+prompt = prompt or take_unsent()
 if prompt is not None:
     try:
         turn = chat.turn(
@@ -87,7 +100,8 @@ if prompt is not None:
         with st.expander("Your prompt (not sent): copy it from here"):
             st.code(prompt, language=None, wrap_lines=True)
         st.stop()
-    st.session_state["turn"] = turn
+    st.session_state[TURN_KEY] = turn
+    st.session_state[CONSUMED_KEY] = prompt
     st.query_params["session"] = str(turn.session_id)
     with st.chat_message("user"):
         st.markdown(chat.for_display(turn.prompt))
@@ -104,8 +118,13 @@ if prompt is not None:
             st.error(f"Reply failed: {exc}")
         finally:
             turn.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
+        st.session_state.pop(CONSUMED_KEY, None)  # this run was not cut short
         stop.empty()
         if turn.stats is not None:
             st.caption(chat.caption(turn.stats))
         if turn.storage_error:
-            st.warning(turn.storage_error)
+            keep_unsaved(turn)
+            st.warning(
+                f"{turn.storage_error} Ledger keeps it and saves it as soon as the store answers "
+                "again, while this tab stays open."
+            )

@@ -6,9 +6,8 @@ owns (so it can stop and restart it), and a scripted Ollama server. Without `st.
 Streamlit answers both paths with its HTML page and status 200, so every check here looks at
 the content type and the body, not only the status.
 
-Pending: "metrics have the right labels and values after one scripted chat turn" needs the
-chat turn (issue: chat). Drive one turn through the running app against ``fake_ollama`` and
-compare ``scrape(app)`` before and after, with the helpers below.
+The values after one scripted chat turn (exact counts, labels, token totals equal to what the
+Ollama server reported) are checked in test_journey.py, on the app a browser has just used.
 """
 
 from __future__ import annotations

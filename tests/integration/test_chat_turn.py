@@ -424,3 +424,73 @@ def test_usage_row_failure_keeps_the_reply_in_redis(
     assert "the reply itself is saved" in t.storage_error
     assert history.read_all(r, session_id=t.session_id)[1]["content"] == "Revenue is the top line."
     assert calls(dbs) == []
+
+
+# --- writes that failed when the turn ended are retried -------------------------------------
+
+
+def session_row(dbs: Session, sid: uuid.UUID) -> ConversationSession:
+    dbs.expire_all()
+    row = dbs.get(ConversationSession, sid)
+    assert row is not None
+    return row
+
+
+def test_a_reply_redis_refused_is_saved_by_save_again_once_redis_takes_writes(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    t = start(user_id, "Hello")
+    got = [next(t)]
+    r.config_set("maxmemory", 1)  # the question is stored; from now on Redis refuses writes
+    try:
+        got += list(t)
+        assert "refused to store it: it is out of memory" in (t.storage_error or "")
+        assert "The reply was not saved." in (t.storage_error or "")
+        assert t.pending and not t.save_again()  # still refused: nothing changes
+        assert [m["role"] for m in history.read_all(r, session_id=t.session_id)] == ["user"]
+        assert session_row(dbs, t.session_id).message_count == 1
+    finally:
+        r.config_set("maxmemory", 0)
+
+    assert t.save_again()
+    assert not t.pending and t.storage_error is None
+    reply = history.read_all(r, session_id=t.session_id)[1]
+    assert reply["role"] == "assistant" and reply["content"] == "".join(got)
+    assert session_row(dbs, t.session_id).message_count == 2
+    assert [c.outcome for c in calls(dbs)] == ["ok"]  # one usage row, written at the end
+    assert t.save_again()  # nothing pending: nothing is written twice
+    assert len(history.read_all(r, session_id=t.session_id)) == 2
+
+
+def test_a_usage_row_postgresql_refused_is_written_by_save_again(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    real = db.get_sessionmaker()
+    engine = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/ledger", connect_args={"connect_timeout": 2}
+    )
+    factories: Iterator[sessionmaker[Session]] = iter([real, sessionmaker(engine), real])
+    try:
+        t = chat.turn(
+            lambda: next(factories)(), r, llm.get_backend(), user_id=user_id, prompt="Hello"
+        )
+        "".join(t)
+    finally:
+        engine.dispose()
+    assert t.pending and calls(dbs) == []
+
+    assert t.save_again()
+    assert t.storage_error is None
+    assert [c.outcome for c in calls(dbs)] == ["ok"]
+    row = session_row(dbs, t.session_id)
+    assert row.message_count == 2 and row.completion_tokens == t.stats.completion_tokens  # type: ignore[union-attr]
+
+
+def test_a_finished_turn_with_everything_saved_has_nothing_pending(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    t = start(user_id, "Hello")
+    "".join(t)
+    assert not t.pending and t.save_again()
+    assert len(history.read_all(r, session_id=t.session_id)) == 2
+    assert len(calls(dbs)) == 1

@@ -387,3 +387,56 @@ def test_a_damaged_history_file_is_reported_and_kept(
     assert "Bad file format reading the append only file" in line and "redis.log" in line
     assert aof.read_bytes() == damaged  # left for the operator to repair
     assert (data_dir / "redis" / "ledger.rdb").read_bytes() == snapshot
+
+
+# --- a server that dies while the app runs ---------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses Linux's child subreaper")
+def test_a_redis_server_killed_under_a_running_process_is_started_again_with_its_history(
+    spawn: Callable[..., Worker],
+) -> None:
+    """The app keeps its Redis client for its whole life: a killed server (left a zombie, the
+    worst case) must come back at the next command, from the append-only file, with nothing
+    acknowledged lost and no restart of the process."""
+    sid = uuid.uuid4()
+    app = spawn(keeps_zombies=True, REDIS_APPENDFSYNC="always")
+    old = app.ask("start")["redis"]
+    assert app.ask(f"history-append {sid} acknowledged before the crash") == 1
+    os.kill(old, signal.SIGKILL)
+    assert wait_for_zombie(old)
+
+    assert app.ask(f"history-append {sid} written after it") == 2  # same process, no restart
+    assert app.ask(f"history-read {sid}") == ["acknowledged before the crash", "written after it"]
+    new = app.ask("pids")["redis"]
+    assert new is not None and new != old
+    assert "Traceback" not in app.errors()
+
+
+def test_a_revived_redis_server_is_shared_by_every_process_again(
+    spawn: Callable[..., Worker],
+) -> None:
+    sid = uuid.uuid4()
+    a, b = spawn(REDIS_APPENDFSYNC="always"), spawn(REDIS_APPENDFSYNC="always")
+    old = a.ask("start")["redis"]
+    assert b.ask("start")["redis"] == old
+    a.ask(f"history-append {sid} from a")
+    os.kill(old, signal.SIGKILL)
+    wait_dead(old)
+
+    assert b.ask(f"history-read {sid}") == ["from a"]  # b finds it gone and starts it
+    a.ask(f"history-append {sid} a again")  # a attaches to the one b started: no rival
+    new = b.ask("pids")["redis"]
+    assert a.ask("pids")["redis"] == new != old
+    assert b.ask(f"history-read {sid}") == ["from a", "a again"]
+    a.exit()
+    b.exit()
+    assert not _process_alive(new)  # the last one out stopped it, as before the crash
+
+
+def wait_dead(pid: int) -> None:
+    for _ in range(1000):
+        if not _process_alive(pid):
+            return
+        time.sleep(0.01)  # polls a state change, does not wait for time to pass
+    raise AssertionError(f"process {pid} did not die")

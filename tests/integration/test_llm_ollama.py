@@ -155,3 +155,27 @@ def test_auto_falls_back_to_the_embedded_model(monkeypatch: pytest.MonkeyPatch) 
     finally:
         get_settings.cache_clear()
         llm.reset()
+
+
+def test_installed_models_are_asked_again_only_after_max_age(fake_ollama: FakeOllama) -> None:
+    backend = backend_for(fake_ollama)
+    assert llm.installed_models(backend, max_age=60) == ["llama3.2:3b", "qwen2.5:7b"]
+    asked = len(fake_ollama.requests)
+    fake_ollama.models = ("llama3.2:3b", "qwen2.5:7b", "mistral:7b")  # pulled meanwhile
+    assert llm.installed_models(backend, max_age=60) == ["llama3.2:3b", "qwen2.5:7b"]
+    assert llm.installed_models(backend, max_age=0) == ["llama3.2:3b", "mistral:7b", "qwen2.5:7b"]
+    assert len(fake_ollama.requests) == asked  # /api/tags is not a chat request
+
+
+def test_installed_models_failures_are_not_remembered(fake_ollama: FakeOllama) -> None:
+    url = fake_ollama.url
+    port = int(url.rsplit(":", 1)[1])
+    fake_ollama.stop()
+    backend = OllamaBackend(  # nothing listens there now
+        host=url, default_model="llama3.2:3b", connect_timeout=1.0, read_timeout=0.5,
+        fallback_context=2048,
+    )  # fmt: skip
+    with pytest.raises(LLMUnavailable):
+        llm.installed_models(backend, max_age=60)
+    with FakeOllama(port=port):  # the server comes back: asked again at once
+        assert llm.installed_models(backend, max_age=60) == ["llama3.2:3b"]

@@ -28,6 +28,7 @@ Usage::
         server.script(reply=["Hello", " world"], delay=0.005)
         ... OLLAMA_HOST=server.url ...
         server.requests[-1]["messages"]  # what the client sent
+        server.finals[-1]["eval_count"]  # the figures a completed stream reported
 
 Accepted sockets get TCP_NODELAY, as Go's net/http sets it: without it Nagle's algorithm and
 delayed ACKs add ~40 ms to small writes and every latency figure is wrong.
@@ -51,6 +52,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 
 Failure = Literal["error", "drop", "hang", "status"]
@@ -289,8 +291,11 @@ class _Handler(BaseHTTPRequestHandler):
             if script.failure == "hang":
                 self._hang()
                 return
-            self._chunk(piece("", **final(time.perf_counter_ns(), first_token_ns)))
+            closing = final(time.perf_counter_ns(), first_token_ns)
+            self._chunk(piece("", **closing))
             self._end_chunks()
+            with fake._lock:
+                fake.finals.append(closing)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (Stop, page left)
 
@@ -305,6 +310,7 @@ class FakeOllama:
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    finals: list[dict[str, Any]] = field(default_factory=list)  # the closing chunks sent
     _script: Script = field(default_factory=Script)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -425,6 +431,62 @@ class FakeOllama:
             "capabilities": ["completion", "tools"],
             "modified_at": "2025-01-02T03:04:05.123456789Z",
         }
+
+
+class FakeOllamaProcess:
+    """The fake server in a process of its own, so a test can SIGKILL it in the middle of a
+    reply (the kernel closes its sockets, as when a real Ollama crashes) and start a new one
+    on the same port. The script is set over HTTP."""
+
+    def __init__(self, models: Sequence[str] = DEFAULT_MODELS, port: int = 0) -> None:
+        self.models = tuple(models)
+        self.port = port
+        self._proc: Any = None
+
+    @property
+    def model(self) -> str:
+        return self.models[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeOllamaProcess:
+        import subprocess
+
+        command = [sys.executable, "-m", "tests.support.fake_ollama", "--port", str(self.port)]
+        for model in self.models:
+            command += ["--model", model]
+        root = Path(__file__).resolve().parents[2]
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
+        line = self._proc.stdout.readline().strip()
+        if not line.startswith("http://"):
+            raise RuntimeError(f"the fake Ollama process did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        return self
+
+    def script(self, **kwargs: Any) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 (http on loopback)
+            f"{self.url}/__fake__/script",
+            data=json.dumps(kwargs).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback)
+            answer.read()
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
 
 
 def main() -> None:

@@ -20,8 +20,12 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    """``persistent=True``: an append-only file synced on every write, so a stop (or a kill)
+    and a start keep every acknowledged write, as a production Redis with AOF would."""
+
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.workdir = workdir
+        self.persistent = persistent
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -44,8 +48,11 @@ class RedisServer:
                 str(self.workdir),
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "always"]
+                    if self.persistent
+                    else ["--appendonly", "no"]
+                ),
                 "--daemonize",
                 "no",
             ],
@@ -65,8 +72,18 @@ class RedisServer:
             finally:
                 client.close()
 
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_connect_timeout=2)
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
+            self._proc.wait(10)
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, as a crash or the OOM killer would end it."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
             self._proc.wait(10)
         self._proc = None

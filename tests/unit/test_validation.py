@@ -91,3 +91,29 @@ def test_real_names_are_accepted_as_typed(name: str) -> None:
 def test_names_that_can_disguise_or_break_text_are_refused(name: str) -> None:
     with pytest.raises(InvalidInput, match="control characters"):
         accounts.validate_display_name(name)
+
+
+@given(value=any_text | ten_kilobytes)
+def test_prompt_is_cleaned_text_or_refused(value: str) -> None:
+    from core import chat
+    from core.errors import EmptyPrompt
+
+    try:
+        result = chat.clean_prompt(value, max_chars=16_000)
+    except EmptyPrompt:
+        assert not unicodedata.normalize("NFC", chat._CONTROL.sub("", value)).strip()
+        return
+    except InvalidInput as exc:
+        assert exc.field == "prompt" and "the limit is 16,000 characters" in str(exc)
+        return
+    assert result and result == result.strip()
+    assert not chat._CONTROL.search(result) and not chat._SURROGATE.search(result)
+    assert "\r" not in result
+    assert chat.clean_prompt(result, max_chars=16_000) == result  # stable
+    assert chat.session_title(result)  # every prompt can title its session
+
+
+@given(value=any_text)
+def test_role_is_one_of_the_known_roles_or_refused(value: str) -> None:
+    result = outcome(accounts.validate_role, value, "role")
+    assert result in (None, "user", "admin")

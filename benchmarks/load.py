@@ -1,0 +1,276 @@
+"""Concurrent chat sessions against ONE app process (PERFORMANCE.md: 20 concurrent streams with
+no errors and p95 added latency under 100 ms).
+
+The app runs as in production (`streamlit run app/main.py`) on embedded PostgreSQL and Redis
+in a temporary folder; the LLM is the fake Ollama server in its own process, streaming a fixed
+reply (CHUNKS one-word chunks, DELAY seconds apart; the first one after DELAY too). Each
+session is a Streamlit websocket client (benchmarks/st_client.py) signed in with its own
+user's login cookie, exactly as a browser tab is after login: it loads the chat page, then
+sends TURNS prompts one after the other (a new session, then follow-ups in it, so history
+grows). Two ways to start N sessions:
+  - steady: first prompts spread evenly over one reply's duration, then back to back, so about
+    N streams are in flight at any time (analysts asking at their own pace);
+  - burst: all N press Enter within 200 ms (the worst case: a thundering herd).
+Every round uses fresh sessions and users.
+
+Reported for one session alone (the baseline), then each N and way:
+  - errors: turns without a complete reply, with an error/warning box or an exception;
+  - time to first token as the client sees it (prompt sent -> first words of the reply in a
+    delta), p50 and p95; whole reply likewise; streams actually in flight;
+  - added latency: TTFT p50/p95 minus TTFT p50 of one session alone;
+  - memory: the app process's RSS growth while the N sessions connected and chatted, / N;
+  - the app's CPU time per stream.
+Then the same rounds at N=20 against the minimal Streamlit chat (benchmarks/minimal_chat.py)
+as a reference for what Streamlit itself costs (--no-reference skips them).
+
+    .venv/bin/python benchmarks/load.py [--sessions 5 20 50] [--turns 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
+
+from minimal_chat import start_minimal  # noqa: E402
+from st_client import Run, StreamlitClient  # noqa: E402
+
+from tests.support.app_server import AppServer  # noqa: E402
+from tests.support.fake_ollama import FakeOllamaProcess  # noqa: E402
+
+MODEL = "llama3.2:3b"
+CHUNKS = 40
+DELAY = 0.025  # 40 chunks 25 ms apart: a 1 s reply at 40 tokens/s, first token after 25 ms
+PROMPTS = [
+    "What is the difference between EBIT and EBITDA?",
+    "How does that change for a company with large leases under IFRS 16?",
+    "Give me a one-line rule of thumb.",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered)) - 1))]
+
+
+@dataclass
+class Round:
+    n: int
+    runs: list[Run]
+    errors: list[str]
+    rss_growth: int
+    wall: float
+    cpu: float  # seconds of the app process's CPU time during the round
+    mode: str = ""
+
+    @property
+    def in_flight(self) -> float:
+        """Streams in flight when a turn was sent, on average (concurrency actually reached)."""
+        spans = [(r.sent, r.done) for r in self.runs if r.done is not None]
+        if not spans:
+            return 0.0
+        return statistics.mean(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+
+    @property
+    def ttfts(self) -> list[float]:
+        return [r.ttft for r in self.runs if r.ttft is not None]
+
+    @property
+    def totals(self) -> list[float]:
+        return [r.total for r in self.runs if r.total is not None]
+
+
+def make_users(count: int) -> list[tuple[str, str]]:
+    """``count`` users and a login cookie for each (signed with the app's key)."""
+    from core import accounts, clock, cookies, db
+
+    tokens = []
+    with db.session_scope() as s:
+        for _ in range(count):
+            name = f"load{secrets.token_hex(4)}"
+            user = accounts.create_user(
+                s, username=name, email=f"{name}@example.com", display_name=name,
+                password="load test passphrase",  # noqa: S106 (throwaway accounts)
+            )  # fmt: skip
+            s.flush()
+            issued = clock.now() + timedelta(seconds=1)
+            token = cookies.issue_token(
+                username=name, user_id=user.id, issued_at=issued,
+                expires_at=issued + timedelta(days=1), key=cookies.cookie_key(),
+            )  # fmt: skip
+            tokens.append((name, token))
+    return tokens
+
+
+async def session(
+    url: str, token: str, turns: int, start: asyncio.Event, spread: float
+) -> tuple[list[Run], list[str]]:
+    client = StreamlitClient(url, cookies={"ledger_auth": token} if token else None)
+    errors: list[str] = []
+    runs: list[Run] = []
+    await client.connect()
+    try:
+        page = await client.load()
+        if client.chat_input_id is None:
+            return runs, [f"the chat page did not load: {page.alerts or page.exceptions}"]
+        await start.wait()
+        await asyncio.sleep(random.uniform(0, spread))
+        for prompt in PROMPTS[:turns]:
+            run = await client.ask(prompt)
+            runs.append(run)
+            expected = " ".join(["word"] * CHUNKS)
+            if run.exceptions or run.alerts:
+                errors.append("; ".join(run.exceptions + run.alerts)[:200])
+            elif run.text.strip() != expected or run.first_text is None:
+                errors.append(f"incomplete reply ({len(run.text)} characters)")
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}"[:200])
+    finally:
+        await client.close()
+    return runs, errors
+
+
+async def one_round(
+    url: str, tokens: list[str], turns: int, proc: Any, spread: float = 0.2
+) -> Round:
+    start = asyncio.Event()
+    before = proc.memory_info().rss
+    tasks = [asyncio.create_task(session(url, t, turns, start, spread)) for t in tokens]
+    await asyncio.sleep(0.5 + 0.02 * len(tokens))  # every page loaded (their runs are quick)
+    t0, cpu0 = time.perf_counter(), sum(proc.cpu_times()[:2])
+    start.set()
+    results = await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
+    cpu = sum(proc.cpu_times()[:2]) - cpu0
+    after = proc.memory_info().rss  # the sessions are still open (Streamlit keeps them)
+    runs = [r for rs, _ in results for r in rs]
+    errors = [e for _, es in results for e in es]
+    return Round(len(tokens), runs, errors, after - before, wall, cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[5, 20, 50])
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the minimal chat's rounds at N=20"
+    )
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ledger-load-"))
+    os.environ.update(
+        DATA_DIR=str(tmp / "data"), AUTH_COOKIE_KEY=secrets.token_urlsafe(48),
+        BCRYPT_ROUNDS="4", LLM_BACKEND="ollama", OLLAMA_MODEL=MODEL, LOGIN_SLEEP_TIME="0",
+    )  # fmt: skip
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(name, None)
+    os.chdir(tmp)
+    fake = FakeOllamaProcess(models=[MODEL]).start()
+    fake.script(chunks=CHUNKS, delay=DELAY)
+    os.environ["OLLAMA_HOST"] = fake.url
+    subprocess.run([sys.executable, "-m", "core", "prepare"], check=True, cwd=tmp,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    servers: list[AppServer] = []
+    try:
+        app = AppServer({}, log_path=Path(os.environ.get("LOAD_APP_LOG") or tmp / "app.log"))
+        servers.append(app)
+        app.start()
+        from core.config import get_settings
+
+        get_settings.cache_clear()
+        tokens = [t for _, t in make_users(2 + 2 * sum(args.sessions))]
+        print(f"Ledger {app.url}; fake Ollama {fake.url} in its own process: {CHUNKS} chunks "
+              f"{DELAY * 1000:.0f} ms apart; {args.turns} turns per session; "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        report("Ledger", rounds_on(app, tokens, args.sessions, args.turns))
+        if not args.no_reference:
+            minimal = AppServer({}, log_path=tmp / "minimal.log")
+            servers.append(minimal)
+            start_minimal(minimal, tmp / "minimal", host=fake.url, model=MODEL)
+            report("minimal chat (reference)", rounds_on(minimal, None, [20], args.turns))
+    finally:
+        for server in servers:
+            server.stop()
+        fake.stop()
+        from core import db, services
+
+        db.reset()
+        services.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rounds_on(
+    app: AppServer, tokens: list[str] | None, sizes: list[int], turns: int
+) -> list[Round]:
+    """A warm-up, one session alone, then a steady and a burst round for each N; fresh
+    sessions (and users) every round. ``tokens=None``: no login (the minimal chat)."""
+    import psutil
+
+    proc = psutil.Process(app._proc.pid)  # type: ignore[union-attr]
+    pool = iter(tokens) if tokens is not None else None
+
+    def batch(n: int) -> list[str]:
+        return [next(pool) if pool is not None else "" for _ in range(n)]
+
+    asyncio.run(one_round(app.url, batch(1), 1, proc))  # warm-up: imports, first queries
+    plan = [(1, "alone", 0.0)]
+    plan += [(n, mode, spread) for n in sizes
+             for mode, spread in (("steady", CHUNKS * DELAY), ("burst", 0.2))]  # fmt: skip
+    rounds = []
+    for n, mode, spread in plan:
+        result = asyncio.run(one_round(app.url, batch(n), turns, proc, spread))
+        result.mode = mode
+        rounds.append(result)
+    return rounds
+
+
+def report(title: str, rounds: list[Round]) -> None:
+    if os.environ.get("LOAD_DEBUG"):
+        for r in rounds:
+            print(r.n, r.mode, sorted(round(t * 1000) for t in r.ttfts))
+    base = statistics.median(rounds[0].ttfts)
+    print()
+    print(f"{title}:")
+    print("steady: first prompts spread over one reply's time, then back to back (N streams in")
+    print("flight); burst: all N press Enter within 200 ms. Added = TTFT minus TTFT p50 alone.")
+    print(f"{'sessions':>8} {'mode':>6} {'in flight':>9} {'streams':>7} {'errors':>6} "
+          f"{'TTFT p50':>9} {'TTFT p95':>9} {'added p50':>9} {'added p95':>9} "
+          f"{'reply p50':>9} {'reply p95':>9} {'MiB/session':>11} "
+          f"{'CPU ms/stream':>13}")  # fmt: skip
+    for r in rounds:
+        t, w = r.ttfts, r.totals
+        ms = lambda v: f"{v * 1000:6.0f} ms"  # noqa: E731
+        print(
+            f"{r.n:>8} {r.mode:>6} {r.in_flight:9.1f} {len(r.runs):>7} {len(r.errors):>6} "
+            f"{ms(pct(t, .5))} {ms(pct(t, .95))} {ms(pct(t, .5) - base)} "
+            f"{ms(pct(t, .95) - base)} {ms(pct(w, .5))} {ms(pct(w, .95))} "
+            f"{r.rss_growth / r.n / 2**20:11.1f} {r.cpu / max(1, len(r.runs)) * 1000:13.0f}"
+        )  # fmt: skip
+        for e in sorted(set(r.errors))[:5]:
+            print(f"         error: {e}")
+    for r in rounds:
+        if r.n == 20:
+            added = pct(r.ttfts, 0.95) - base
+            ok = not r.errors and added < 0.100
+            print(f"{title}, 20 sessions {r.mode}: no errors and p95 added < 100 ms: "
+                  f"{'met' if ok else 'MISSED'} ({len(r.errors)} errors, p95 added "
+                  f"{added * 1000:.0f} ms)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""HTML and JavaScript typed by a user or written by a model are shown as text and never run,
+in a real browser: the prompt, the reply (live while it streams and again from history), the
+session title on the Sessions page (also as a search result), the display name in the sidebar,
+and the exported file's name. Markdown in replies is rendered (bold, tables) but a
+``javascript:`` link is not a working link.
+
+Every check looks for three things: no dialog opened, no injected element exists in the page
+(no <script> or <img> coming from user text, no element with an inline event handler from it,
+no ``javascript:`` href), and the text itself is visible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from core import accounts, db
+from tests.support import browser as b
+from tests.support.app_server import AppServer
+from tests.support.fake_ollama import FakeOllama
+from tests.support.state import empty_tables
+
+pytestmark = pytest.mark.e2e
+
+USER, PASSWORD = "mallory", "hostile but valid passphrase"
+NAME = "<img src=x onerror=alert('name')>Mallory"
+PROMPT = "<script>alert('prompt')</script> What is <b>EBITDA</b>? <img src=x onerror=alert(1)>"
+REPLY = (
+    "EBITDA is **earnings before interest**. "
+    "<script>window.__pwned='script'</script> "
+    "<img src=x onerror=\"window.__pwned='img'\"> "
+    "[click me](javascript:window.__pwned='link') "
+    '<a href="javascript:alert(1)">raw link</a> '
+    "<b>raw bold</b> "
+    '<iframe src="javascript:alert(2)"></iframe>'
+)
+
+INJECTED_JS = """() => {
+  const roots = [...document.querySelectorAll(
+    '[data-testid=stMainBlockContainer], [data-testid=stSidebar], [data-testid=stBottom]')];
+  const found = [];
+  for (const root of roots) {
+    for (const el of root.querySelectorAll('script, img[src="x"], iframe:not([data-testid=stCustomComponentV1]), b, object, embed'))
+      found.push(el.outerHTML.slice(0, 80));
+    for (const el of root.querySelectorAll('*')) {
+      for (const attr of el.attributes)
+        if (attr.name.startsWith('on')) found.push(el.tagName + ' ' + attr.name);
+      const href = el.getAttribute('href') || el.getAttribute('src') || '';
+      if (/^\\s*javascript:/i.test(href)) found.push(el.tagName + ' ' + href);
+    }
+  }
+  return {found, pwned: window.__pwned === undefined ? null : String(window.__pwned)};
+}"""
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOllama]:
+    with FakeOllama() as server:
+        server.script(reply=REPLY, delay=0.01)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(
+    services_env: None, fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
+    work = tmp_path_factory.mktemp("hostile")
+    server = AppServer(
+        {
+            "DATA_DIR": str(work / "data"),
+            "LLM_BACKEND": "ollama",
+            "OLLAMA_HOST": fake.url,
+            "OLLAMA_MODEL": fake.model,
+            "LOGIN_SLEEP_TIME": "2",
+        },
+        log_path=work / "app.log",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def page(app: AppServer, chromium: Any) -> Iterator[Any]:
+    empty_tables()
+    with db.session_scope() as session:
+        accounts.create_user(
+            session, username=USER, email="m@example.com", display_name=NAME, password=PASSWORD
+        )
+    context = b.new_context(chromium, accept_downloads=True)
+    tab = b.open_page(context, app.url)
+    tab.dialogs = []
+    tab.on("dialog", lambda d: (tab.dialogs.append(d.message), d.dismiss()))
+    b.log_in(tab, USER, PASSWORD)
+    b.ask(tab, PROMPT)
+    b.sample_reply_growth(tab)
+    yield tab
+    context.close()
+
+
+def assert_nothing_ran(page: Any) -> None:
+    result = page.evaluate(INJECTED_JS)
+    assert page.dialogs == [], page.dialogs
+    assert result == {"found": [], "pwned": None}
+
+
+def test_prompt_and_streamed_reply_show_html_as_text(page: Any) -> None:
+    assert_nothing_ran(page)
+    question, answer = b.page_messages(page)
+    assert "<script>alert('prompt')</script> What is <b>EBITDA</b>?" in question
+    assert "<script>window.__pwned='script'</script>" in answer
+    assert '<a href="javascript:alert(1)">raw link</a>' in answer and "<b>raw bold</b>" in answer
+
+
+def test_markdown_in_a_reply_is_rendered_but_a_javascript_link_is_not_a_link(page: Any) -> None:
+    bubble = page.locator(b.MESSAGE).last
+    assert bubble.locator("strong").inner_text() == "earnings before interest"
+    hrefs = [a.get_attribute("href") or "" for a in bubble.locator("a").all()]
+    assert hrefs and not any(re.match(r"\s*javascript:", h, re.I) for h in hrefs), hrefs
+
+
+def test_history_shows_the_same_text_after_a_reload(page: Any) -> None:
+    page.reload()
+    b.idle(page)
+    page.locator(b.MESSAGE).nth(1).wait_for()
+    assert_nothing_ran(page)
+    assert "<script>window.__pwned='script'</script>" in b.page_messages(page)[1]
+
+
+def test_the_display_name_in_the_sidebar_is_text(page: Any) -> None:
+    sidebar = page.locator("[data-testid=stSidebar]").inner_text()
+    assert f"Signed in as {NAME}" in " ".join(sidebar.split())
+    assert_nothing_ran(page)
+
+
+def test_a_session_titled_with_html_is_listed_and_found_as_text(page: Any) -> None:
+    b.go(page, "Sessions")
+    assert "<script>alert('prompt')</script> What is <b>EBITDA</b>?" in b.main_text(page)
+    assert_nothing_ran(page)
+    search = page.get_by_label("Search titles and messages", exact=True)
+    search.fill("<b>EBITDA</b>")
+    search.press("Enter")
+    page.wait_for_timeout(300)
+    b.idle(page)
+    assert "1 session matches" in b.main_text(page)
+    assert "<b>EBITDA</b>" in b.main_text(page)
+    assert_nothing_ran(page)
+
+
+def test_the_export_of_a_session_titled_with_html_has_a_plain_file_name(page: Any) -> None:
+    b.go(page, "Sessions")
+    b.click_and_settle(page, page.get_by_role("button", name="Manage"))
+    button = page.locator("[data-testid=stDownloadButton] button", has_text="Export JSON")
+    button.wait_for()
+    with page.expect_download() as info:
+        button.click()
+    name = info.value.suggested_filename
+    assert re.fullmatch(r"ledger-[a-z0-9-]+-[0-9a-f]{8}\.json", name), name
+    assert name.startswith("ledger-script-alert-prompt-script-what-is-b-ebitda-b-img")
+    assert_nothing_ran(page)
+
+
+def test_the_checker_sees_an_injected_element(page: Any) -> None:
+    """The check above can fail: an element planted the way an unescaped reply would land
+    is found, with its handler."""
+    tab = page.context.new_page()
+    tab.goto(page.url)
+    b.idle(tab)
+    tab.evaluate(
+        """() => { const p = document.createElement('p');
+                   p.innerHTML = '<img src=x onerror="window.__pwned=1">';
+                   document.querySelector('[data-testid=stMainBlockContainer]').append(p); }"""
+    )
+    tab.wait_for_function("() => window.__pwned === 1")
+    found = tab.evaluate(INJECTED_JS)
+    assert found["pwned"] == "1" and any("onerror" in f for f in found["found"])
+    tab.close()
