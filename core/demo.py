@@ -13,7 +13,7 @@ import math
 import random
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,16 +64,127 @@ _COMPANIES = ["Northwind", "Contoso", "Fabrikam", "Globex", "Initech", "Umbrella
 _QUARTERS = ["Q1", "Q2", "Q3", "Q4"]
 
 
-def _money(rng: random.Random, low: float, high: float) -> str:
-    return f"${rng.uniform(low, high):,.1f}m"
+Figures = Callable[[random.Random], dict[str, str]]
 
 
-def _pct(rng: random.Random, low: float, high: float) -> str:
-    return f"{rng.uniform(low, high):.1f}%"
+def _m(value: float) -> str:
+    return f"${value:,.1f}m"
 
 
-# Each topic: a title pattern and turns of (question, answer) templates filled per session.
-_TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
+def _p(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+# Each topic's figures are drawn together so that they agree with each other (a bridge adds up,
+# a margin is EBITDA over revenue): analysts reading the demo check the arithmetic.
+
+
+def _bridge(rng: random.Random) -> dict[str, str]:
+    # The answer says volume explains most of the growth and FX mostly offsets pricing.
+    start, volume = rng.uniform(40, 900), rng.uniform(0.03, 0.12)
+    price = volume * rng.uniform(0.2, 0.7)
+    fx = price * rng.uniform(0.5, 0.9)
+    return {
+        "m1": _m(start),
+        "m2": _m(start * (1 + volume + price - fx)),
+        "p1": _p(volume),
+        "p2": _p(price),
+        "p3": _p(fx),
+        "p4": _p(volume + price),
+        "p5": _p(volume + price - fx),
+    }
+
+
+def _margin(rng: random.Random) -> dict[str, str]:
+    revenue, margin = rng.uniform(80, 900), rng.uniform(0.08, 0.28)
+    return {
+        "m1": _m(revenue * margin),
+        "m2": _m(revenue),
+        "m3": _m(revenue * margin * rng.uniform(0.02, 0.08)),
+        "p1": _p(margin + rng.uniform(0.01, 0.06)),  # the answer says it is below the median
+        "p2": _p(margin),
+    }
+
+
+def _dcf(rng: random.Random) -> dict[str, str]:
+    fcf, growth, wacc, g = (
+        rng.uniform(20, 300),
+        rng.uniform(0.02, 0.08),
+        rng.uniform(0.07, 0.11),
+        0.02,
+    )
+
+    def value(rate: float) -> tuple[float, float]:
+        flows = [fcf * (1 + growth) ** t for t in range(6)]
+        explicit = sum(flows[t] / (1 + rate) ** (t + 1) for t in range(5))
+        terminal = flows[5] / (rate - g) / (1 + rate) ** 5
+        return explicit + terminal, terminal
+
+    ev, terminal = value(wacc)
+    return {
+        "m1": _m(fcf),
+        "m3": _m(ev * rng.uniform(0.1, 0.35)),
+        "m4": _m(ev),
+        "p1": _p(growth),
+        "p2": _p(wacc),
+        "p3": _p(terminal / ev),
+        "p4": _p(1 - value(wacc + 0.005)[0] / ev),
+    }
+
+
+def _working_capital(rng: random.Random) -> dict[str, str]:
+    revenue = rng.uniform(60, 900)
+    return {
+        "m1": _m(revenue * rng.uniform(0.03, 0.1)),
+        "m2": _m(revenue),
+        "m3": _m(revenue / 91 * 11),  # 11 more days of a quarter's revenue
+        "p1": _p(rng.uniform(0.05, 0.2)),
+    }
+
+
+def _covenant(rng: random.Random) -> dict[str, str]:
+    ebitda, leverage = rng.uniform(40, 400), rng.uniform(1.5, 3.0)
+    net_debt = ebitda * leverage
+    draw = ebitda * rng.uniform(0.05, 3.5 - leverage) * 0.8
+    return {
+        "m1": _m(ebitda),
+        "m3": _m(draw),
+        "m4": _m(net_debt),
+        "p2": _p(1 - leverage / 3.5),
+        "p3": _p(1 - (net_debt + draw) / ebitda / 3.5),
+    }
+
+
+def _variance(rng: random.Random) -> dict[str, str]:
+    budget = rng.uniform(40, 400)
+    over = budget * rng.uniform(0.02, 0.12)
+    return {
+        "m1": _m(budget),
+        "m2": _m(budget + over),
+        "m3": _m(over),
+        "m4": _m(over * rng.uniform(1.5, 3.0)),
+        "p1": _p(over / budget),
+        "n1": str(rng.randint(3, 25)),
+    }
+
+
+def _cash(rng: random.Random) -> dict[str, str]:
+    minimum = rng.uniform(5, 40)
+    return {"m1": _m(minimum * rng.uniform(1.1, 1.6)), "m3": _m(minimum)}
+
+
+def _lease(rng: random.Random) -> dict[str, str]:
+    payments = rng.uniform(5, 80)
+    return {"m1": _m(payments), "m4": _m(payments * rng.uniform(4, 8))}
+
+
+def _values(rng: random.Random, figures: Figures) -> dict[str, str]:
+    return {"co": rng.choice(_COMPANIES), "q": rng.choice(_QUARTERS)} | figures(rng)
+
+
+# Each topic: a title pattern, turns of (question, answer) templates, and the function that
+# draws the topic's figures.
+_TOPICS: list[tuple[str, list[tuple[str, str]], Figures]] = [
     (
         "{co} {q} revenue bridge",
         [
@@ -97,6 +208,7 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
                 "Adverse currency movements reduced reported growth by {p3}.",
             ),
         ],
+        _bridge,
     ),
     (
         "EBITDA margin – {co}",
@@ -116,6 +228,7 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
                 "adjusted EBITDA.",
             ),
         ],
+        _margin,
     ),
     (
         "DCF for {co}",
@@ -140,6 +253,7 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
                 "{m3}. Add minority interests and subtract associates if material.",
             ),
         ],
+        _dcf,
     ),
     (
         "Working capital review {q}",
@@ -156,6 +270,7 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
                 "lengthened, which explains most of the drop in operating cash flow to {m1}.",
             ),
         ],
+        _working_capital,
     ),
     (
         "Covenant headroom {co}",
@@ -173,6 +288,7 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
                 "spent, headroom shrinks to roughly {p3} of EBITDA.",
             ),
         ],
+        _covenant,
     ),
     (
         "Budget variance {q} – opex",
@@ -186,9 +302,10 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
             (
                 "Is the overspend permanent?",
                 "Marketing is timing (campaign moved from {q} into this quarter). Personnel "
-                "is permanent: {p2} more heads than budget, a run-rate of about {m4} a year.",
+                "is permanent: {n1} more heads than budget, a run-rate of about {m4} a year.",
             ),
         ],
+        _variance,
     ),
     (
         "13-week cash flow forecast",
@@ -205,6 +322,7 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
                 "{m1}. Moving a supplier run by one week keeps the buffer above {m3}.",
             ),
         ],
+        _cash,
     ),
     (
         "IFRS 16 lease question",
@@ -216,28 +334,13 @@ _TOPICS: list[tuple[str, list[tuple[str, str]]]] = [
                 "appear below EBITDA. Net debt rises by the lease liability, about {m4}.",
             ),
         ],
+        _lease,
     ),
 ]
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
     return template.format(**values)
-
-
-def _values(rng: random.Random) -> dict[str, str]:
-    return {
-        "co": rng.choice(_COMPANIES),
-        "q": rng.choice(_QUARTERS),
-        "m1": _money(rng, 20, 400),
-        "m2": _money(rng, 40, 900),
-        "m3": _money(rng, 2, 60),
-        "m4": _money(rng, 300, 4000),
-        "p1": _pct(rng, 1, 12),
-        "p2": _pct(rng, 6, 25),
-        "p3": _pct(rng, 0.5, 6),
-        "p4": _pct(rng, 2, 15),
-        "p5": _pct(rng, 1, 10),
-    }
 
 
 def _tokens(text: str) -> int:
@@ -258,17 +361,17 @@ class Conversation:
 
 def conversation(rng: random.Random, *, turns: int | None = None) -> Conversation:
     """A finance conversation: a topic's turns in order, then follow-ups until ``turns``."""
-    title_t, script = rng.choice(_TOPICS)
-    values = _values(rng)
+    title_t, script, figures = rng.choice(_TOPICS)
+    values = _values(rng, figures)
     wanted = turns if turns is not None else rng.randint(1, len(script) + 3)
     result = Conversation(_fill(title_t, values))
     for i in range(wanted):
         if i < len(script):
             q, a = script[i]
         else:
-            _, other = rng.choice(_TOPICS)
+            _, other, figures = rng.choice(_TOPICS)
             q, a = rng.choice(other)
-            values = _values(rng) | {"co": values["co"]}
+            values = _values(rng, figures) | {"co": values["co"]}
         result.turns.append(Turn(_fill(q, values), _fill(a, values)))
     return result
 
