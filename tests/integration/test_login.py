@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import accounts, admin, clock
+from core.config import get_settings
 from core.errors import AccountDisabled, AccountLocked, AuthenticationFailed, InvalidInput
 from core.models import LoginFailure, User
 from tests.support.people import PASSWORD, make_user
@@ -143,6 +144,41 @@ def test_names_no_account_can_have_are_not_stored(dbs: Session, t: Clock) -> Non
     assert dbs.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 
+def test_a_wrong_password_and_an_unknown_name_count_as_bad_credentials(
+    dbs: Session, t: Clock
+) -> None:
+    make(dbs)
+    before = counter("bad_credentials")
+    attempt(dbs, "alice", WRONG)
+    attempt(dbs, "nobody", WRONG)
+    attempt(dbs, "<script>", WRONG)  # a name no account can have
+    assert counter("bad_credentials") == before + 3
+
+
+def test_the_failure_that_locks_counts_as_bad_credentials_not_locked(
+    dbs: Session, t: Clock
+) -> None:
+    make(dbs)
+    for _ in range(4):
+        attempt(dbs, "alice", WRONG)
+    bad, locked = counter("bad_credentials"), counter("locked")
+    assert isinstance(attempt(dbs, "alice", WRONG).error, AccountLocked)
+    assert (counter("bad_credentials"), counter("locked")) == (bad + 1, locked)
+
+
+def test_a_disabled_account_counts_as_disabled_only_with_the_right_password(
+    dbs: Session, t: Clock
+) -> None:
+    user = make(dbs)
+    user.disabled = True
+    dbs.commit()
+    disabled, bad = counter("disabled"), counter("bad_credentials")
+    attempt(dbs, "alice", PASSWORD)
+    assert counter("disabled") == disabled + 1
+    attempt(dbs, "alice", WRONG)
+    assert (counter("disabled"), counter("bad_credentials")) == (disabled + 1, bad + 1)
+
+
 def test_disabled_account_is_told_only_after_the_right_password(dbs: Session, t: Clock) -> None:
     user = make(dbs)
     user.disabled = True
@@ -187,6 +223,130 @@ def test_login_follows_a_changed_bcrypt_cost(
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+# --- lockout settings ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lockout(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``lockout(attempts=3, minutes=2)``: LOGIN_MAX_ATTEMPTS / LOGIN_LOCKOUT_MINUTES as set."""
+
+    def configure(*, attempts: int = 5, minutes: float = 15) -> None:
+        monkeypatch.setenv("LOGIN_MAX_ATTEMPTS", str(attempts))
+        monkeypatch.setenv("LOGIN_LOCKOUT_MINUTES", str(minutes))
+        get_settings.cache_clear()
+
+    yield configure
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["alice", "ghost"])
+def test_the_third_failure_locks_when_max_attempts_is_three(
+    dbs: Session, t: Clock, lockout: Callable[..., None], name: str
+) -> None:
+    make(dbs)
+    lockout(attempts=3)
+    first, second, third = (attempt(dbs, name, WRONG) for _ in range(3))
+    assert isinstance(first.error, AuthenticationFailed)
+    assert isinstance(second.error, AuthenticationFailed)
+    assert isinstance(third.error, AccountLocked) and "15 minutes" in str(third.error)
+    assert isinstance(attempt(dbs, name, PASSWORD).error, AccountLocked)
+
+
+def test_a_single_attempt_setting_locks_at_the_first_failure(
+    dbs: Session, t: Clock, lockout: Callable[..., None]
+) -> None:
+    make(dbs)
+    lockout(attempts=1)
+    assert isinstance(attempt(dbs, "alice", WRONG).error, AccountLocked)
+
+
+@pytest.mark.parametrize("name", ["alice", "ghost"])
+def test_the_lock_lasts_the_configured_minutes(
+    dbs: Session, t: Clock, lockout: Callable[..., None], name: str
+) -> None:
+    make(dbs)
+    lockout(attempts=3, minutes=2)
+    *_, locked = (attempt(dbs, name, WRONG) for _ in range(3))
+    assert str(locked.error) == "Too many failed logins: try again in 2 minutes."
+    t.advance(minutes=1, seconds=59)
+    assert str(attempt(dbs, name, PASSWORD).error).endswith("try again in 1 minute.")
+    t.advance(seconds=2)
+    assert isinstance(attempt(dbs, name, WRONG).error, AuthenticationFailed)  # open again
+
+
+def test_a_lock_longer_than_the_default_outlasts_fifteen_minutes(
+    dbs: Session, t: Clock, lockout: Callable[..., None]
+) -> None:
+    make(dbs)
+    lockout(minutes=60)
+    for _ in range(5):
+        attempt(dbs, "alice", WRONG)
+    t.advance(minutes=59)
+    assert isinstance(attempt(dbs, "alice", PASSWORD).error, AccountLocked)
+    t.advance(minutes=1, seconds=1)
+    assert attempt(dbs, "alice", PASSWORD).ok
+
+
+# --- the same bcrypt cost on every path --------------------------------------------------------
+
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The bcrypt cost of each password verification login makes (a recording wrapper of
+    ``accounts.verify_password``: the only way to observe that a check happened)."""
+    costs: list[int | None] = []
+    real = accounts.verify_password
+
+    def recording(password: str, password_hash: str) -> bool:
+        costs.append(accounts.hash_cost(password_hash))
+        return real(password, password_hash)
+
+    monkeypatch.setattr(accounts, "verify_password", recording)
+    return costs
+
+
+def _lock(dbs: Session, name: str) -> None:
+    for _ in range(5):
+        attempt(dbs, name, WRONG)
+
+
+def _disable(dbs: Session, name: str) -> None:
+    user = accounts.get_by_username(dbs, username=name)
+    assert user is not None
+    user.disabled = True
+    dbs.commit()
+
+
+REFUSALS: dict[str, tuple[Callable[[Session], None], str, str]] = {
+    # case: (set-up, username tried, password tried)
+    "unknown username": (lambda dbs: None, "ghost", WRONG),
+    "name no account can have": (lambda dbs: None, "<script>", WRONG),
+    "locked account, right password": (lambda dbs: _lock(dbs, "alice"), "alice", PASSWORD),
+    "locked unknown name": (lambda dbs: _lock(dbs, "ghost"), "ghost", WRONG),
+    "disabled account, right password": (lambda dbs: _disable(dbs, "alice"), "alice", PASSWORD),
+    "disabled account, wrong password": (lambda dbs: _disable(dbs, "alice"), "alice", WRONG),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_every_refusal_costs_the_bcrypt_check_of_a_wrong_password(
+    dbs: Session, t: Clock, verifications: list[int | None], case: str
+) -> None:
+    """Unknown, locked and disabled cost what a known user's wrong password costs: one
+    verification at the configured cost (the dummy hash where there is no hash to check)."""
+    make(dbs, "alice")
+    make(dbs, "bob")
+    set_up, name, password = REFUSALS[case]
+    set_up(dbs)
+    verifications.clear()
+    assert not attempt(dbs, "bob", WRONG).ok
+    wrong_password = list(verifications)
+    verifications.clear()
+    assert not attempt(dbs, name, password).ok
+    assert verifications == wrong_password == [get_settings().bcrypt_rounds]
 
 
 def test_authenticate_raises_the_same_errors(dbs: Session, t: Clock) -> None:
