@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.Navigation_pb2 import Navigation
+from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
@@ -66,6 +70,46 @@ def download(
     (button,) = [b for b in at.get("download_button") if b.proto.label == label]
     file_id = Path(button.proto.url).stem
     return seen[file_id]
+
+
+@dataclass
+class Sidebar:
+    """The navigation the browser was last sent: what st.navigation registered this run."""
+
+    sent: list[Navigation] = field(default_factory=list)
+
+    def _last(self) -> Navigation:
+        assert self.sent, "no run has called st.navigation yet"
+        return self.sent[-1]
+
+    def links(self) -> dict[str, list[str]]:
+        """The page links the sidebar shows, by section ("" = no heading)."""
+        shown: dict[str, list[str]] = {}
+        for page in self._last().app_pages:
+            if not page.is_hidden:
+                shown.setdefault(page.section_header, []).append(page.page_name)
+        return shown
+
+    def url_paths(self) -> set[str]:
+        """Every URL the router answers, hidden pages included."""
+        return {page.url_pathname for page in self._last().app_pages}
+
+
+@pytest.fixture
+def sidebar() -> Iterator[Sidebar]:
+    """Records the Navigation message each run sends (AppTest's element tree has only the
+    pages' elements, not the sidebar's page links), through Streamlit's own queue hook."""
+    recorded = Sidebar()
+
+    def record(msg: ForwardMsg) -> None:
+        if msg.HasField("navigation"):
+            copy = Navigation()
+            copy.CopyFrom(msg.navigation)
+            recorded.sent.append(copy)
+
+    ForwardMsgQueue.on_before_enqueue_msg(record)
+    yield recorded
+    ForwardMsgQueue.on_before_enqueue_msg(None)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from core import accounts, admin, clock, cookies, db
 from core.accounts import Identity
 from core.config import get_settings
 from core.models import User
+from tests.app.conftest import Sidebar
 from tests.support import people
 from tests.support.people import PASSWORD
 from tests.support.router import ROOT, browser, errors, login, page, signed_in
@@ -52,11 +53,14 @@ def users() -> int:
 # --- the gate --------------------------------------------------------------------------------
 
 
-def test_a_visitor_gets_the_login_form_and_nothing_else(jar: dict[str, str]) -> None:
+def test_a_visitor_gets_the_login_form_and_nothing_else(
+    jar: dict[str, str], sidebar: Sidebar
+) -> None:
     at = browser()
     assert page(at) == "Login" and signed_in(at) is None
     assert [t.label for t in at.text_input] == ["Username", "Password"]
     assert [b.label for b in at.sidebar.button] == []
+    assert sidebar.links() == {"": ["Login", "Register"]}
 
 
 def test_register_then_login_opens_chat_and_logout_closes_the_gate(jar: dict[str, str]) -> None:
@@ -424,15 +428,18 @@ def test_unicode_and_markup_in_the_display_name_are_kept_verbatim(form: AppTest)
 
 
 def test_registration_can_be_switched_off(
-    jar: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    jar: dict[str, str], monkeypatch: pytest.MonkeyPatch, sidebar: Sidebar
 ) -> None:
     monkeypatch.setenv("ALLOW_REGISTRATION", "false")
     get_settings.cache_clear()
     try:
         at = browser()
-        with pytest.raises(ValueError):
+        assert sidebar.links() == {"": ["Login"]}
+        assert "register" not in sidebar.url_paths()  # /register is not even answered
+        assert at.caption[0].value == "Accounts are created by an administrator."
+        # AppTest's way of saying that st.navigation registered no page for the file:
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page("../pages/register.py")
-        assert "created by an administrator" in at.caption[0].value
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import clock, history, sessions, text, usage
 from core.models import LlmCall, User
-from tests.app.conftest import chart_data, download
+from tests.app.conftest import Sidebar, chart_data, download
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import make_user
 from tests.support.router import browser, errors, go, login, open_url, page
@@ -229,7 +229,38 @@ def test_admin_pages_refuse_an_analyst(world: dict[str, Any], admin_page: str) -
     assert errors(at) == [ADMIN_REFUSAL]
     assert not at.dataframe and not at.success
     assert not [m for m in at.markdown if "PostgreSQL" in m.value or "bob" in m.value]
-    assert "Admin" not in [link.label for link in at.sidebar.get("page_link")]
+
+
+MEMBER_LINKS = ["Chat", "Sessions", "Usage", "Account"]
+
+
+def test_an_analysts_sidebar_has_no_administration_links(
+    world: dict[str, Any], sidebar: Sidebar
+) -> None:
+    at = login(browser(), "alice")
+    assert page(at) == "Chat"
+    assert sidebar.links() == {"": MEMBER_LINKS}
+    assert {"admin", "status"} <= sidebar.url_paths()  # answered, with the refusal
+
+
+def test_an_admins_sidebar_adds_admin_and_status_under_administration(
+    world: dict[str, Any], sidebar: Sidebar
+) -> None:
+    at = login(browser(), "root")
+    assert page(at) == "Chat"
+    assert sidebar.links() == {"": MEMBER_LINKS, "Administration": ["Admin", "Status"]}
+
+
+def test_for_an_analyst_the_admin_page_file_is_not_registered_at_all(
+    world: dict[str, Any],
+) -> None:
+    """/admin is only the refusal page for an analyst: pages/admin.py is not among the
+    pages st.navigation registered, so nothing can run it (AppTest says so by refusing
+    to switch to a file the router did not register)."""
+    at = login(browser(), "alice")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("../pages/admin.py")
+    assert page(go(login(browser(), "root"), "admin")) == "Admin"
 
 
 @pytest.mark.parametrize("admin_page", ["admin", "status"])
