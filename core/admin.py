@@ -131,11 +131,14 @@ def list_users(db: Session, *, actor_id: uuid.UUID) -> list[UserSummary]:
     ]
 
 
-def _lock_enabled_admins(db: Session) -> list[uuid.UUID]:
-    """Lock every enabled admin row, always in id order, before deciding about admins.
+def _lock_enabled_admins(db: Session, *, actor_id: uuid.UUID) -> list[uuid.UUID]:
+    """Lock every enabled admin row, always in id order, before deciding about admins, and
+    check under that lock that the actor is still one of them.
 
     Two admins demoting each other at the same moment then queue up instead of both
-    seeing "another admin exists", and the fixed order cannot deadlock.
+    seeing "another admin exists", and the fixed order cannot deadlock. An actor demoted
+    or disabled while waiting is refused, as the regular user they now are; an actor who
+    passes stays an enabled admin until the commit (their row is locked).
     """
     stmt = (
         select(User.id)
@@ -143,7 +146,10 @@ def _lock_enabled_admins(db: Session) -> list[uuid.UUID]:
         .order_by(User.id)
         .with_for_update()
     )
-    return list(db.scalars(stmt))
+    admins = list(db.scalars(stmt))
+    if actor_id not in admins:
+        raise Forbidden("Only administrators can do this.")
+    return admins
 
 
 def _target(db: Session, user_id: uuid.UUID) -> User:
@@ -153,25 +159,19 @@ def _target(db: Session, user_id: uuid.UUID) -> User:
     return user
 
 
-def _guard_last_admin(admin_ids: list[uuid.UUID], user: User, action: str) -> None:
-    if user.id in admin_ids and len(admin_ids) <= 1:
-        raise Conflict(
-            f"{user.username} is the last enabled administrator and cannot be {action}: "
-            "make another user an administrator first."
-        )
-
-
 def set_disabled(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID, disabled: bool) -> User:
-    """Disable (which also ends the user's logins) or enable an account."""
+    """Disable (which also ends the user's logins) or enable an account.
+
+    This can never disable the last enabled admin: the actor may not disable themselves,
+    and is an enabled admin whose row stays locked until the commit.
+    """
     require_admin(db, actor_id=actor_id)
     if disabled and user_id == actor_id:
         raise Conflict("You cannot disable your own account.")
-    admins = _lock_enabled_admins(db)
+    _lock_enabled_admins(db, actor_id=actor_id)
     user = _target(db, user_id)
     if user.disabled == disabled:
         return user
-    if disabled:
-        _guard_last_admin(admins, user, "disabled")
     user.disabled = disabled
     db.flush()
     if disabled:
@@ -183,12 +183,15 @@ def set_role(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID, role: str)
     """Change a role; the user's current logins end so every page sees the new role."""
     role = accounts.validate_role(role)
     require_admin(db, actor_id=actor_id)
-    admins = _lock_enabled_admins(db)
+    admins = _lock_enabled_admins(db, actor_id=actor_id)
     user = _target(db, user_id)
     if user.role == role:
         return user
-    if role != "admin":
-        _guard_last_admin(admins, user, "made a regular user")
+    if role != "admin" and user.id in admins and len(admins) == 1:  # an admin demoting self
+        raise Conflict(
+            f"{user.username} is the last enabled administrator and cannot be made a regular "
+            "user: make another user an administrator first."
+        )
     user.role = role
     db.flush()
     accounts.revoke_sessions(db, user_id=user.id)

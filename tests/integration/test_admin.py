@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import accounts, admin, db, usage
 from core.errors import Conflict, Forbidden, LedgerError
+from tests.support.locks import wait_until_blocked
 from tests.support.people import PASSWORD, make_user
 
 make = partial(make_user, commit=True)  # committed: other connections see it
@@ -86,18 +87,42 @@ def test_the_last_admin_cannot_be_demoted(dbs: Session) -> None:
     assert boss.role == "admin"
 
 
-def test_the_last_enabled_admin_cannot_be_disabled(dbs: Session) -> None:
-    boss, other = make(dbs, "boss", "admin"), make(dbs, "other", "admin")
-    call(dbs, admin.set_role, actor_id=boss.id, user_id=other.id, role="user")
-    call(dbs, admin.set_role, actor_id=boss.id, user_id=other.id, role="admin")
-    # other is an admin again; disable boss, then other may not disable... itself, nor be
-    # disabled by anyone: it is the last enabled admin.
-    call(dbs, admin.set_disabled, actor_id=other.id, user_id=boss.id, disabled=True)
+def test_an_admin_cannot_disable_their_own_account(dbs: Session) -> None:
+    """The actor is an enabled admin and never the target, so disabling cannot remove the
+    last enabled admin: this refusal is what keeps one."""
+    boss = make(dbs, "boss", "admin")
     with pytest.raises(Conflict, match="cannot disable your own"):
-        admin.set_disabled(dbs, actor_id=other.id, user_id=other.id, disabled=True)
+        admin.set_disabled(dbs, actor_id=boss.id, user_id=boss.id, disabled=True)
     dbs.rollback()
-    with pytest.raises(Conflict, match="last enabled administrator"):
-        admin.set_role(dbs, actor_id=other.id, user_id=other.id, role="user")
+    assert admin.count_enabled_admins(dbs) == 1
+
+
+def test_an_admin_demoted_while_their_action_waits_is_refused(dbs: Session) -> None:
+    """bert demotes anna (uncommitted, holding the admin rows) while anna, still an admin
+    when she started, disables bert: anna waits, then is refused as the user she now is,
+    and bert stays the enabled admin."""
+    anna, bert = make(dbs, "anna", "admin"), make(dbs, "bert", "admin")
+    demoting = db.get_sessionmaker()()
+    admin.set_role(demoting, actor_id=bert.id, user_id=anna.id, role="user")
+    outcome: list[str] = []
+
+    def disable_bert() -> None:
+        try:
+            with db.session_scope() as session:
+                admin.set_disabled(session, actor_id=anna.id, user_id=bert.id, disabled=True)
+            outcome.append("ok")
+        except LedgerError as exc:
+            outcome.append(type(exc).__name__)
+
+    thread = threading.Thread(target=disable_bert)
+    thread.start()
+    wait_until_blocked(dbs, what="anna's action")
+    demoting.commit()
+    demoting.close()
+    thread.join(timeout=30)
+    assert outcome == ["Forbidden"]
+    dbs.expire_all()
+    assert (bert.role, bert.disabled, anna.role) == ("admin", False, "user")
 
 
 def test_a_second_admin_can_be_demoted(dbs: Session) -> None:
@@ -136,7 +161,7 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(dbs: Session) ->
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    assert sorted(outcomes) in (["Conflict", "ok"], ["Forbidden", "ok"])
+    assert sorted(outcomes) == ["Forbidden", "ok"]  # the one who waited is no admin now
     assert admin.count_enabled_admins(dbs) == 1
 
 

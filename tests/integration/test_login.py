@@ -15,6 +15,7 @@ from core import accounts, admin, clock
 from core.config import get_settings
 from core.errors import AccountDisabled, AccountLocked, AuthenticationFailed, InvalidInput
 from core.models import LoginFailure, User
+from tests.support.locks import wait_until_blocked
 from tests.support.people import PASSWORD, make_user
 
 WRONG = "wrong horse battery!"
@@ -488,8 +489,6 @@ def test_concurrent_attempts_on_one_name_queue_alike_for_real_and_unknown_names(
     queueing cannot tell a real name from an unknown one."""
     import threading
 
-    from sqlalchemy import text
-
     from core import db
 
     make(dbs)
@@ -504,14 +503,7 @@ def test_concurrent_attempts_on_one_name_queue_alike_for_real_and_unknown_names(
 
     thread = threading.Thread(target=second)
     thread.start()
-    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    for _ in range(200):  # until PostgreSQL shows the second attempt waiting on the lock
-        dbs.rollback()
-        if dbs.scalar(text(waiting)):
-            break
-        threading.Event().wait(0.05)
-    else:
-        pytest.fail("the second attempt never waited for the first")
+    wait_until_blocked(dbs, what="the second attempt")
     assert not finished.is_set()
     first.commit()
     first.close()
