@@ -313,7 +313,9 @@ def test_admin_cannot_disable_themselves(jar: dict[str, str]) -> None:
     assert errors(boss) == ["You cannot disable your own account."]
 
 
-def test_a_one_time_password_is_shown_once_and_must_be_replaced(jar: dict[str, str]) -> None:
+def test_a_one_time_password_is_shown_once_and_must_be_replaced(
+    jar: dict[str, str], sidebar: Sidebar
+) -> None:
     make_user("boss", "admin")
     make_user()
     boss = login(browser(), "boss").switch_page("../pages/admin.py").run()
@@ -326,11 +328,13 @@ def test_a_one_time_password_is_shown_once_and_must_be_replaced(jar: dict[str, s
     alice = login(browser(), "alice", shown)
     assert page(alice) == "Account"
     assert "one-time password" in alice.warning[0].value
+    assert sidebar.links() == {"": ["Account"]}  # nothing else until it is replaced
     alice.text_input(key="pw_current").input(shown)
     alice.text_input(key="pw_new").input("my own passphrase now")
     alice.text_input(key="pw_confirm").input("my own passphrase now")
     alice.button[0].click().run()
     assert page(alice) == "Account" and not signed_in(alice).must_change_password  # type: ignore[union-attr]
+    assert sidebar.links() == {"": ["Chat", "Sessions", "Usage", "Account"]}
     alice.switch_page("../pages/chat.py").run()
     assert page(alice) == "Chat"
 

@@ -1,0 +1,168 @@
+"""The admin page through the real router (app/ui.py), as an administrator's browser sees it:
+the table of accounts, and each action (role, disable/enable, unlock, reset) with its notice,
+its effect in PostgreSQL, and the refusal that keeps one enabled administrator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import accounts, clock, db
+from core.models import User
+from tests.support import people
+from tests.support.router import browser, errors, go, login, page, signed_in
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def now(jar: dict[str, str]) -> Iterator[list[datetime]]:
+    """The app's clock, moved by the test (``now[0] += ...``)."""
+    current = [T0]
+    clock.set_source(lambda: current[0])
+    yield current
+    clock.set_source(None)
+
+
+def make_user(name: str, role: str = "user") -> None:
+    with db.session_scope() as session:
+        people.make_user(session, name, role)
+
+
+def stored(name: str) -> User:
+    with db.session_scope() as session:
+        user = accounts.get_by_username(session, username=name)
+        assert user is not None
+        session.expunge(user)
+        return user
+
+
+def admin_page(name: str = "boss") -> AppTest:
+    at = go(login(browser(), name), "admin")
+    assert page(at) == "Admin" and not errors(at)
+    return at
+
+
+def table(at: AppTest) -> dict[str, dict[str, Any]]:
+    """The accounts table as shown: username -> that row's columns."""
+    frame = at.dataframe[0].value
+    assert isinstance(frame, pd.DataFrame)
+    return {row["username"]: row for row in frame.to_dict("records")}
+
+
+def manage(at: AppTest, name: str) -> AppTest:
+    return at.selectbox(key="admin_user").select(name).run()
+
+
+def buttons(at: AppTest) -> set[str | None]:
+    return {b.key for b in at.button}
+
+
+def change_role(at: AppTest, name: str, role: str) -> AppTest:
+    manage(at, name).selectbox(key="admin_role").select(role).run()
+    return at.button(key="admin_set_role").click().run()
+
+
+def notices(at: AppTest) -> list[str]:
+    return [s.value for s in at.success]
+
+
+def test_changing_a_role_makes_the_user_an_admin(now: list[datetime]) -> None:
+    make_user("boss", "admin")
+    make_user("alice")
+    at = change_role(admin_page(), "alice", "admin")
+    assert notices(at) == ["alice is now admin."]
+    assert table(at)["alice"]["role"] == "admin" and stored("alice").role == "admin"
+    assert page(go(login(browser(), "alice"), "admin")) == "Admin"
+
+
+def test_disabling_then_enabling_a_user_lets_them_log_in_again(now: list[datetime]) -> None:
+    make_user("boss", "admin")
+    make_user("alice")
+    at = manage(admin_page(), "alice")
+    at.button(key="admin_toggle").click().run()
+    assert notices(at) == ["alice disabled."]
+    assert table(at)["alice"]["status"] == "disabled"
+    assert at.button(key="admin_toggle").label == "Enable"
+    refused = login(browser(), "alice")
+    assert errors(refused) == ["This account is disabled. Ask an administrator to enable it."]
+
+    at.button(key="admin_toggle").click().run()
+    assert notices(at) == ["alice enabled."]
+    assert table(at)["alice"]["status"] == "active" and not stored("alice").disabled
+    assert page(login(browser(), "alice")) == "Chat"
+
+
+def test_unlocking_a_locked_user_lets_the_right_password_in_at_once(
+    now: list[datetime],
+) -> None:
+    make_user("boss", "admin")
+    make_user("alice")
+    alice = browser()
+    for _ in range(5):
+        login(alice, "alice", "not the password")
+    assert errors(alice) == ["Too many failed logins: try again in 15 minutes."]
+
+    at = manage(admin_page(), "alice")
+    assert table(at)["alice"]["status"] == "locked until 09:15 UTC"
+    at.button(key="admin_unlock").click().run()
+    assert notices(at) == ["alice unlocked."]
+    assert table(at)["alice"]["status"] == "active" and "admin_unlock" not in buttons(at)
+    assert (stored("alice").failed_logins, stored("alice").locked_until) == (0, None)
+    assert page(login(alice, "alice")) == "Chat"
+
+
+def test_the_unlock_button_shows_only_for_a_locked_account(now: list[datetime]) -> None:
+    make_user("boss", "admin")
+    make_user("alice")
+    at = manage(admin_page(), "alice")
+    assert "admin_unlock" not in buttons(at)
+
+
+def test_a_reset_password_replaces_the_old_one_until_the_user_chooses_theirs(
+    now: list[datetime],
+) -> None:
+    make_user("boss", "admin")
+    make_user("alice")
+    at = manage(admin_page(), "alice")
+    at.button(key="admin_reset").click().run()
+    assert notices(at) == ["Password of alice reset."]
+    (one_time,) = [c.value for c in at.code]
+    assert "One-time password for **alice**" in at.warning[0].value
+    assert table(at)["alice"]["status"] == "must change password"
+
+    assert errors(login(browser(), "alice")) == ["Wrong username or password."]
+    alice = login(browser(), "alice", one_time)
+    assert page(alice) == "Account" and signed_in(alice).must_change_password  # type: ignore[union-attr]
+
+
+def test_the_last_admin_demoting_themselves_is_refused_on_the_page(now: list[datetime]) -> None:
+    make_user("boss", "admin")
+    make_user("alice")
+    at = change_role(admin_page(), "boss", "user")
+    assert errors(at) == [
+        "boss is the last enabled administrator and cannot be made a regular user: make "
+        "another user an administrator first."
+    ]
+    assert not notices(at) and stored("boss").role == "admin"
+    assert table(at)["boss"]["role"] == "admin"
+
+
+def test_the_last_login_column_shows_each_users_last_login(now: list[datetime]) -> None:
+    make_user("boss", "admin")
+    make_user("alice")
+    make_user("bob")
+    login(browser(), "alice")
+    now[0] += timedelta(hours=2, minutes=30)
+    login(browser(), "alice")  # the latest login counts
+    now[0] += timedelta(minutes=5)
+    rows = table(admin_page())
+    assert rows["alice"]["last login"] == pd.Timestamp(T0 + timedelta(hours=2, minutes=30))
+    assert rows["boss"]["last login"] == pd.Timestamp(T0 + timedelta(hours=2, minutes=35))
+    assert pd.isna(rows["bob"]["last login"])  # never logged in
+    assert stored("alice").last_login_at == T0 + timedelta(hours=2, minutes=30)
