@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import accounts, clock, db
-from core.models import User
+from core import clock, db
 from tests.support import people
+from tests.support.people import stored
 from tests.support.router import browser, errors, go, login, page, signed_in
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -32,14 +32,6 @@ def now(jar: dict[str, str]) -> Iterator[list[datetime]]:
 def make_user(name: str, role: str = "user") -> None:
     with db.session_scope() as session:
         people.make_user(session, name, role)
-
-
-def stored(name: str) -> User:
-    with db.session_scope() as session:
-        user = accounts.get_by_username(session, username=name)
-        assert user is not None
-        session.expunge(user)
-        return user
 
 
 def admin_page(name: str = "boss") -> AppTest:

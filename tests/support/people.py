@@ -38,3 +38,14 @@ def make_user(
 def identity(dbs: Session, name: str, role: str = "user", *, commit: bool = False) -> Identity:
     """The signed-in identity of a new account, as the router hands it to a page."""
     return Identity.of(make_user(dbs, name, role, commit=commit))
+
+
+def stored(name: str) -> User:
+    """``name``'s row as committed now (read in a transaction of its own, detached)."""
+    from core import db
+
+    with db.session_scope() as session:
+        user = accounts.get_by_username(session, username=name)
+        assert user is not None, f"no user {name!r}"
+        session.expunge(user)
+        return user
