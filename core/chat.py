@@ -493,7 +493,9 @@ class Turn(Iterator[str]):
 
     def _context(self) -> list[ChatMessage]:
         settings = self.settings
-        window = min(self.backend.context_length(self.model), settings.llm_context_tokens)
+        # The model's own length (Ollama's /api/show; LLM_CONTEXT_TOKENS when it reports none),
+        # capped: Ollama allocates memory for the whole num_ctx it is asked for.
+        window = min(self.backend.context_length(self.model), settings.llm_max_context_tokens)
         reserve = min(settings.llm_max_reply_tokens, window // 2)
         count = functools.lru_cache(maxsize=1024)(self.backend.count_tokens)
         try:

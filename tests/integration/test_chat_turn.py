@@ -134,27 +134,54 @@ def test_persona_comes_first_and_history_follows(env: FakeOllama, user_id: uuid.
         "Revenue is the top line.",
         "And EBIT?",
     ]
-    assert sent["options"]["num_ctx"] == get_settings().llm_context_tokens
 
 
-def test_long_history_is_trimmed_to_the_context_budget(
-    env: FakeOllama, user_id: uuid.UUID, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+def cost(text: str) -> int:
+    """What a message costs in the budget with the Ollama backend (no tokenizer at hand)."""
+    return llm.estimate_tokens(text) + chat.MESSAGE_OVERHEAD_TOKENS
+
+
+# reported by /api/show, the window used; LLM_CONTEXT_TOKENS=2048, LLM_MAX_CONTEXT_TOKENS=8192
+CONTEXT_WINDOWS = [
+    pytest.param(4096, 4096, id="model-longer-than-the-fallback"),
+    pytest.param(1024, 1024, id="model-shorter-than-the-fallback"),
+    pytest.param(None, 2048, id="model-reports-no-length"),
+    pytest.param(131_072, 8192, id="model-longer-than-the-cap"),
+]
+
+
+@pytest.mark.parametrize(("reported", "window"), CONTEXT_WINDOWS)
+def test_context_window_is_the_models_length_else_the_setting_never_above_the_cap(
+    env: FakeOllama,
+    user_id: uuid.UUID,
+    r: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    reported: int | None,
+    window: int,
 ) -> None:
-    monkeypatch.setenv("LLM_CONTEXT_TOKENS", "1024")
+    monkeypatch.setenv("LLM_CONTEXT_TOKENS", "2048")
+    monkeypatch.setenv("LLM_MAX_CONTEXT_TOKENS", "8192")
     monkeypatch.setenv("LLM_MAX_REPLY_TOKENS", "256")
     get_settings.cache_clear()
+    env.context_length = reported
     first = start(user_id, "Start.")
     list(first)
-    for i in range(200):
-        history.append(
-            r, session_id=first.session_id, message=history.make_message("user", f"note {i} " * 10)
-        )
+    for i in range(400):  # about 22,000 tokens: more than any window above holds
+        note = history.make_message("user", f"note {i:03d} " + "figures " * 18)
+        history.append(r, session_id=first.session_id, message=note)
     list(start(user_id, "Latest question?", session_id=first.session_id))
-    sent = env.requests[-1]["messages"]
-    assert sent[-1]["content"] == "Latest question?"
-    assert 3 < len(sent) < 60  # far fewer than the 203 stored
-    assert sent[-2]["content"].startswith("note 199 ")  # newest kept, oldest dropped
-    assert env.requests[-1]["options"]["num_ctx"] == 1024
+
+    sent = env.requests[-1]
+    assert env.shown == [MODEL]  # the length came from /api/show (asked once, then known)
+    assert sent["options"]["num_ctx"] == window
+    budget = window - 256  # the reply's reserve (LLM_MAX_REPLY_TOKENS) is kept free
+    system, *kept = sent["messages"]
+    assert kept[-1]["content"] == "Latest question?"
+    assert kept[-2]["content"].startswith("note 399 ")  # the newest history is kept
+    used = cost(system["content"]) + sum(cost(m["content"]) for m in kept)
+    stored = [m["content"] for m in history.read_all(r, session_id=first.session_id)]
+    older = stored[stored.index(kept[0]["content"]) - 1]  # the newest message left out
+    assert used <= budget < used + cost(older)  # filled up to the budget, not beyond
 
 
 def test_a_session_titled_new_chat_takes_its_first_prompt_as_title(

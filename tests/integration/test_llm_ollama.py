@@ -67,6 +67,14 @@ def test_context_length_comes_from_show_model_info(fake_ollama: FakeOllama) -> N
     assert backend_for(fake_ollama).context_length("llama3.2:3b") == 131072
 
 
+def test_context_length_falls_back_to_settings_when_show_names_none(
+    fake_ollama: FakeOllama,
+) -> None:
+    fake_ollama.context_length = None  # /api/show answers, without <arch>.context_length
+    assert backend_for(fake_ollama).context_length("llama3.2:3b") == 2048
+    assert fake_ollama.shown == ["llama3.2:3b"]
+
+
 def test_health_says_reachable(fake_ollama: FakeOllama) -> None:
     assert "reachable, 2 model(s)" in backend_for(fake_ollama).health()
 
