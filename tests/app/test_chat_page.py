@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import history, sessions
 from core.accounts import Identity
+from core.config import get_settings
 from tests.conftest import ROOT
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import identity
@@ -101,6 +102,20 @@ def test_failed_reply_is_marked_and_the_prompt_kept(ana: Identity, ollama_env: F
     again = page(ana, session=sid)
     assert texts(again) == ["Explain WACC", "Partial answer"]
     assert any(e.value.startswith("Reply failed: ") for e in again.error)
+
+
+def test_an_ollama_without_models_is_announced_with_the_pull_to_run(
+    ana: Identity, ollama_env: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_BACKEND", "auto")
+    get_settings.cache_clear()
+    ollama_env.models = ()  # Ollama answers; its model pull has not finished
+    at = page(ana)
+    assert not at.exception
+    (info,) = at.info
+    assert "embedded llama.cpp (a small demo model)" in info.value
+    assert f"Ollama at {ollama_env.url} has no model yet" in info.value
+    assert "`ollama pull llama3.2:3b`" in info.value
 
 
 def test_over_limit_prompt_is_refused_and_offered_back(ana: Identity) -> None:

@@ -149,6 +149,31 @@ def test_auto_uses_ollama_when_it_answers(
     assert backend.name == "ollama" and ollama_env.url in backend.label
 
 
+def test_auto_waits_until_ollama_has_a_model_and_says_which_pull_to_run(
+    ollama_env: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.config import get_settings
+
+    monkeypatch.setenv("LLM_BACKEND", "auto")
+    get_settings.cache_clear()
+    ollama_env.models = ()  # answering, but its first pull has not finished
+    now = 1000.0
+    backend = llm.get_backend(clock=lambda: now)
+    assert backend.name == "llamacpp"
+    note = llm.serving_note(backend)
+    assert f"Ollama at {ollama_env.url} has no model yet" in note
+    assert "`ollama pull llama3.2:3b`" in note
+
+    ollama_env.models = ("llama3.2:3b",)  # the pull finished
+    now += llm.AUTO_RECHECK_SECONDS - 1
+    assert llm.get_backend(clock=lambda: now).name == "llamacpp"  # not asked again yet
+    now += 2
+    backend = llm.get_backend(clock=lambda: now)
+    assert backend.name == "ollama"
+    assert llm.fallback_reason() is None
+    assert llm.serving_note(backend) == f"Answering: llama3.2:3b via Ollama at {ollama_env.url}."
+
+
 def test_auto_falls_back_to_the_embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.config import get_settings
 
@@ -159,7 +184,7 @@ def test_auto_falls_back_to_the_embedded_model(monkeypatch: pytest.MonkeyPatch) 
     try:
         backend = llm.get_backend()
         assert backend.name == "llamacpp" and backend.demo
-        assert "Ollama" in llm.serving_note(backend)
+        assert "No Ollama answers at http://127.0.0.1:9" in llm.serving_note(backend)
     finally:
         get_settings.cache_clear()
         llm.reset()
