@@ -432,6 +432,29 @@ def test_closing_before_the_first_chunk_still_records_the_turn(
     assert [c.outcome for c in calls(dbs)] == ["cancelled"]
 
 
+def test_a_turn_dropped_unread_is_recorded_like_one_closed_at_once(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    t = start(user_id, "Hello")
+    sid = t.session_id
+    del t  # never iterated, never closed (a notebook cell run again)
+    user_msg, reply = history.read_all(r, session_id=sid)
+    assert user_msg["content"] == "Hello"
+    assert reply["role"] == "assistant" and reply["status"] == "interrupted"
+    assert [c.outcome for c in calls(dbs)] == ["cancelled"]
+    assert session_row(dbs, sid).message_count == 2
+    assert env.requests == []  # the model was never asked
+
+
+def test_stopping_a_turn_never_started_ends_it_at_once(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    t = start(user_id, "Hello")
+    assert t.stop(timeout=0)  # a page run cut short before its stream began
+    assert t.status == "interrupted" and list(t) == []
+    assert [c.outcome for c in calls(dbs)] == ["cancelled"] and env.requests == []
+
+
 def test_usage_row_failure_keeps_the_reply_in_redis(
     env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
 ) -> None:
