@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import accounts, chat, db, history, llm, sessions
+from core import accounts, chat, clock, db, history, llm, sessions
 from core.config import get_settings
 from core.errors import (
     EmptyPrompt,
@@ -120,6 +121,47 @@ def test_reply_streams_and_everything_is_recorded(
     assert metric("ledger_llm_completion_tokens_total", model=MODEL) == tokens_before + 5
     assert metric("ledger_llm_tokens_per_second_count", model=MODEL) == rate_before + 1
     assert metric("ledger_llm_active_streams") == 0
+
+
+def test_a_turn_moves_the_sessions_updated_time_and_adds_to_its_totals(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    opened = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    clock.set_source(lambda: opened)
+    first = start(user_id, "What is EBITDA?")
+    list(first)
+    later = opened + timedelta(hours=2, minutes=5)
+    clock.set_source(lambda: later)
+    second = start(user_id, "And EBIT?", session_id=first.session_id)
+    list(second)
+
+    row = session_row(dbs, first.session_id)
+    assert row.created_at == opened and row.updated_at == later
+    assert row.message_count == 4
+    assert first.stats is not None and second.stats is not None
+    assert row.prompt_tokens == first.stats.prompt_tokens + second.stats.prompt_tokens
+    completion = first.stats.completion_tokens + second.stats.completion_tokens
+    assert row.completion_tokens == completion == 12  # two replies of 6 chunks
+
+
+def test_the_active_streams_gauge_counts_a_reply_while_it_streams(
+    env: FakeOllama, user_id: uuid.UUID
+) -> None:
+    before = metric("ledger_llm_active_streams")
+    t = start(user_id, "What is EBITDA?")
+    assert metric("ledger_llm_active_streams") == before  # nothing is streaming yet
+    next(t)
+    assert metric("ledger_llm_active_streams") == before + 1
+    list(t)
+    assert metric("ledger_llm_active_streams") == before
+
+
+def test_prompt_tokens_the_model_reports_are_counted(env: FakeOllama, user_id: uuid.UUID) -> None:
+    before = metric("ledger_llm_prompt_tokens_total", model=MODEL)
+    list(start(user_id, "What is EBITDA?"))
+    reported = env.finals[-1]["prompt_eval_count"]  # what the model said it read
+    assert reported > 0
+    assert metric("ledger_llm_prompt_tokens_total", model=MODEL) == before + reported
 
 
 def test_persona_comes_first_and_history_follows(env: FakeOllama, user_id: uuid.UUID) -> None:
@@ -246,9 +288,11 @@ def test_quota_is_checked_before_the_model_is_called(
     monkeypatch.setenv("DAILY_TOKEN_QUOTA", "1")
     get_settings.cache_clear()
     requests_before = len(env.requests)
+    refusals = metric("ledger_quota_refusals_total")
     with pytest.raises(QuotaExceeded, match="Daily token quota"):
         start(user_id, "Second")
     assert len(env.requests) == requests_before and session_count(dbs) == 1
+    assert metric("ledger_quota_refusals_total") == refusals + 1
 
 
 def test_redis_down_at_send_time_writes_nothing(
