@@ -78,7 +78,8 @@ class Reply:
 
 
 class Backend(Protocol):
-    """What every backend offers. ``options`` understands num_ctx, num_predict, temperature."""
+    """What every backend offers. ``options`` understands num_ctx, num_predict, temperature
+    and seed (Ollama's option names)."""
 
     name: str  # "ollama" or "llamacpp": stored in usage rows and metrics
     default_model: str
@@ -469,6 +470,7 @@ class LlamaCppBackend:
                 stream=True,
                 max_tokens=int(options.get("num_predict") or 0) or None,
                 temperature=float(options.get("temperature", 0.7)),
+                seed=int(options["seed"]) if options.get("seed") is not None else None,
             )
             for part in stream:
                 if prompt_tokens is None:
@@ -523,7 +525,14 @@ class LlamaCppBackend:
         return int(self.llama().n_ctx())
 
     def count_tokens(self, text: str) -> int:
-        """Real token count with the model's tokenizer (read-only, safe beside a generation)."""
+        """Real token count with the model's tokenizer, without the generation lock.
+
+        Tokenizing reads only the model's vocabulary, never the context a generation decodes
+        with, and llama.cpp keeps ``llama_tokenize`` thread-safe on purpose (its per-call
+        state lives in a session object; llama-server tokenizes on its HTTP threads while
+        its main loop decodes). So a turn can budget its context while another tab's reply
+        streams (tests/integration/test_llm_llamacpp.py runs both at once).
+        """
         data = text.encode("utf-8", "replace")
         return len(self.llama().tokenize(data, add_bos=False, special=False))
 
