@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import threading
 import time
 import unicodedata
@@ -444,7 +445,10 @@ class Turn(Iterator[str]):
         self._stored = False
         self._cancel = threading.Event()
         self._done = threading.Event()
-        self._gen = self._run()
+        # The generator is made when the first chunk is asked for: until then nothing refers
+        # back to this turn, so a turn dropped unread is freed (and recorded) at once.
+        self._gen: Generator[str, None, None] | None = None
+        self._begin = threading.Lock()  # starting the reply vs. ending a turn never started
 
     # --- iterator protocol ---------------------------------------------------------------
 
@@ -452,13 +456,39 @@ class Turn(Iterator[str]):
         return self
 
     def __next__(self) -> str:
-        return next(self._gen)
+        gen = self._gen
+        if gen is None:
+            with self._begin:
+                if self._gen is None:
+                    if self._finished:  # ended before anyone asked for the reply
+                        raise StopIteration
+                    self._gen = self._run()
+                gen = self._gen
+        return next(gen)
+
+    def _end_unstarted(self) -> bool:
+        """Record a turn whose reply was never asked for as cancelled; False if it started."""
+        with self._begin:
+            if self._gen is not None:
+                return False
+            self._finish("cancelled", None, None)
+            return True
 
     def close(self) -> None:
         """End the turn now (Stop button, page left); the partial reply is saved."""
+        if self._end_unstarted():
+            return
+        assert self._gen is not None
         self._gen.close()
-        if not self._finished:  # closed before the first chunk was asked for
+        if not self._finished:
             self._finish("cancelled", None, None)
+
+    def __del__(self) -> None:
+        # A turn dropped without being read or closed (a notebook cell run again, a page run
+        # cut short between turn() and the stream): its prompt is stored, so it ends the way
+        # close() ends it, with an empty reply marked interrupted and a "cancelled" usage row.
+        if not getattr(self, "_finished", True) and not sys.is_finalizing():
+            self.close()
 
     def cancel(self) -> None:
         """Ask the turn to stop from another thread; it saves the partial reply and ends.
@@ -475,8 +505,9 @@ class Turn(Iterator[str]):
 
     def stop(self, timeout: float) -> bool:
         """Cancel the turn if it is still streaming and wait until it has saved its reply;
-        False if that took longer than ``timeout`` seconds (it will still save)."""
-        if self.wait(0):
+        False if that took longer than ``timeout`` seconds (it will still save). A turn whose
+        reply was never asked for (its run ended before the stream began) ends at once."""
+        if self.wait(0) or self._end_unstarted():
             return True
         self.cancel()
         return self.wait(timeout)
@@ -493,7 +524,9 @@ class Turn(Iterator[str]):
 
     def _context(self) -> list[ChatMessage]:
         settings = self.settings
-        window = min(self.backend.context_length(self.model), settings.llm_context_tokens)
+        # The model's own length (Ollama's /api/show; LLM_CONTEXT_TOKENS when it reports none),
+        # capped: Ollama allocates memory for the whole num_ctx it is asked for.
+        window = min(self.backend.context_length(self.model), settings.llm_max_context_tokens)
         reserve = min(settings.llm_max_reply_tokens, window // 2)
         count = functools.lru_cache(maxsize=1024)(self.backend.count_tokens)
         try:

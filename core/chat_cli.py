@@ -3,7 +3,12 @@
 Log in (password from getpass, or LEDGER_PASSWORD for automation), pick a session or start a
 new one, and type prompts; replies stream as they arrive. Ctrl-C during a reply stops it and
 keeps the partial text (marked interrupted); Ctrl-C or Ctrl-D at the prompt leaves.
-Commands at the prompt: ``/new`` starts a new chat, ``/quit`` leaves.
+Commands at the prompt: ``/new`` starts a new chat, ``/save`` retries the writes of replies
+that could not be saved (Redis or PostgreSQL down when they ended), ``/quit`` leaves.
+
+A prompt refused because Redis or PostgreSQL is down is kept: Enter on an empty line sends
+it again. A reply that could not be saved is retried before the next prompt and on leaving,
+as the page does on its next runs; one still not saved then is printed to copy.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import uuid
 from typing import TextIO
 
 from core import accounts, chat, db, history, llm, services, sessions
-from core.errors import EmptyPrompt, LedgerError
+from core.errors import EmptyPrompt, LedgerError, ServiceUnavailable
 
 SHOWN_SESSIONS = 20
 SHOWN_HISTORY = 10
@@ -77,6 +82,54 @@ def _show_history(session_id: uuid.UUID, out: TextIO) -> None:
         out.write("\n")
 
 
+def _save_pending(pending: list[chat.Turn], out: TextIO, *, quiet: bool = False) -> None:
+    """Retry the writes of replies that could not be saved (as the page does on its next
+    runs); say what was saved, and unless ``quiet`` what is still not."""
+    saved = [turn for turn in pending if turn.save_again()]
+    pending[:] = [turn for turn in pending if turn not in saved]
+    if saved:
+        what = "1 reply" if len(saved) == 1 else f"{len(saved)} replies"
+        out.write(f"[saved {what} that could not be saved earlier]\n")
+    if pending and not quiet:
+        for turn in pending:
+            print(f"warning: still not saved: {turn.storage_error}", file=sys.stderr)
+
+
+def _leave(pending: list[chat.Turn], out: TextIO) -> int:
+    """Last try at saving what is pending; what still is not saved is printed to copy."""
+    _save_pending(pending, out, quiet=True)
+    for turn in pending:
+        print(
+            f"warning: this reply is NOT saved ({turn.storage_error}); copy it from here:\n"
+            f"{turn.text}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _stream(turn: chat.Turn, out: TextIO) -> None:
+    """Print the reply as it arrives; Ctrl-C stops it (the partial reply is kept)."""
+    out.write("ledger> ")
+    stopped = False
+    try:
+        for text in turn:
+            out.write(text)
+            out.flush()
+    except KeyboardInterrupt:
+        stopped = True
+    except LedgerError as exc:
+        out.write("\n")
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        turn.close()
+    if stopped:
+        kept = "kept" if turn.storage_error else "saved"
+        out.write(f"\n[stopped: the partial reply is {kept}]")
+    out.write("\n")
+    if turn.stats is not None:
+        out.write(f"[{chat.caption(turn.stats)}]\n")
+
+
 def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
@@ -97,21 +150,35 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if session_id is not None:
         _show_history(session_id, out)
-    out.write("Type a question; /new starts a new chat, /quit leaves. Ctrl-C stops a reply.\n")
+    out.write(
+        "Type a question; /new starts a new chat, /save retries replies not saved, /quit "
+        "leaves. Ctrl-C stops a reply.\n"
+    )
+    pending: list[chat.Turn] = []  # finished turns whose reply or usage row is not saved
+    unsent: str | None = None  # a prompt refused because a store was down
 
     while True:
         try:
             line = _ask("you> ", out)
         except (EOFError, KeyboardInterrupt):
             out.write("\n")
-            return 0
+            return _leave(pending, out)
         command = line.strip()
         if command in ("/quit", "/exit"):
-            return 0
+            return _leave(pending, out)
         if command == "/new":
             session_id = None
             out.write("New chat.\n")
             continue
+        if command == "/save":
+            _save_pending(pending, out)
+            if not pending:
+                out.write("[nothing is waiting to be saved]\n")
+            continue
+        if not command and unsent is not None:
+            line, unsent = unsent, None  # Enter on an empty line: send the refused one again
+        if pending:
+            _save_pending(pending, out, quiet=True)
         try:
             turn = chat.turn(
                 db.get_sessionmaker(),
@@ -124,25 +191,21 @@ def run(args: argparse.Namespace) -> int:
             )
         except EmptyPrompt:
             continue
+        except ServiceUnavailable as exc:  # nothing was stored: keep the prompt for a retry
+            unsent = line
+            print(f"error: {exc}", file=sys.stderr)
+            out.write("[not sent: press Enter on an empty line to send it again]\n")
+            continue
         except LedgerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             continue
+        unsent = None
         session_id = turn.session_id
-        out.write("ledger> ")
-        try:
-            for text in turn:
-                out.write(text)
-                out.flush()
-        except KeyboardInterrupt:
-            turn.close()
-            out.write("\n[stopped: the partial reply is saved]")
-        except LedgerError as exc:
-            out.write("\n")
-            print(f"error: {exc}", file=sys.stderr)
-        finally:
-            turn.close()
-        out.write("\n")
-        if turn.stats is not None:
-            out.write(f"[{chat.caption(turn.stats)}]\n")
+        _stream(turn, out)
         if turn.storage_error:
-            print(f"warning: {turn.storage_error}", file=sys.stderr)
+            pending.append(turn)
+            print(
+                f"warning: {turn.storage_error} Ledger tries again before your next prompt "
+                "and when you leave; /save tries now.",
+                file=sys.stderr,
+            )

@@ -62,7 +62,20 @@ class Settings(BaseSettings):
     ollama_model: str = "llama3.2:3b"
     llamacpp_model_path: Path | None = None
     llamacpp_threads: int = Field(default=2, ge=1, le=256)
-    llm_context_tokens: int = Field(default=2048, ge=256, le=1_048_576)
+    llm_context_tokens: int = Field(
+        default=2048,
+        ge=256,
+        le=1_048_576,
+        description="Context window when the model reports none (Ollama /api/show without "
+        "<arch>.context_length), and the embedded model's window.",
+    )
+    llm_max_context_tokens: int = Field(
+        default=8192,
+        ge=256,
+        le=1_048_576,
+        description="Upper bound on the context window a chat asks for: Ollama allocates "
+        "memory for the whole num_ctx, and models report lengths of 128k and more.",
+    )
     llm_max_reply_tokens: int = Field(default=1024, ge=16, le=65_536)
     llm_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=600)
     llm_read_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)

@@ -6,7 +6,8 @@ carries ``Usage`` (token counts and timings). Every failure is a ``core.errors.L
 pulled), or plain ``LLMError`` (an error reported in the middle of a reply).
 
 ``get_backend()`` picks one from settings: ``LLM_BACKEND=ollama|llamacpp``, or ``auto``
-(Ollama when its server answers within a second, else the embedded model).
+(Ollama when its server answers within a second and has a model installed, else the embedded
+model).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
@@ -77,7 +78,8 @@ class Reply:
 
 
 class Backend(Protocol):
-    """What every backend offers. ``options`` understands num_ctx, num_predict, temperature."""
+    """What every backend offers. ``options`` understands num_ctx, num_predict, temperature
+    and seed (Ollama's option names)."""
 
     name: str  # "ollama" or "llamacpp": stored in usage rows and metrics
     default_model: str
@@ -324,15 +326,21 @@ class OllamaBackend:
         return exc
 
 
-def ollama_answers(host: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
-    """True when an Ollama server answers GET /api/version at ``host`` within ``timeout``."""
+def ollama_models(host: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> list[str] | None:
+    """The models an Ollama server at ``host`` has installed (GET /api/tags), or None when no
+    Ollama answers there within ``timeout``."""
     import httpx
 
     try:
-        response = httpx.get(f"{host.rstrip('/')}/api/version", timeout=timeout)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
+        response = httpx.get(f"{host.rstrip('/')}/api/tags", timeout=timeout)
+        listing = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    models = listing.get("models") if isinstance(listing, dict) else None
+    if not isinstance(models, list):
+        return None
+    names = (m.get("model") or m.get("name") for m in models if isinstance(m, dict))
+    return sorted(str(name) for name in names if name)
 
 
 # --- embedded llama.cpp --------------------------------------------------------------------
@@ -462,6 +470,7 @@ class LlamaCppBackend:
                 stream=True,
                 max_tokens=int(options.get("num_predict") or 0) or None,
                 temperature=float(options.get("temperature", 0.7)),
+                seed=int(options["seed"]) if options.get("seed") is not None else None,
             )
             for part in stream:
                 if prompt_tokens is None:
@@ -516,7 +525,14 @@ class LlamaCppBackend:
         return int(self.llama().n_ctx())
 
     def count_tokens(self, text: str) -> int:
-        """Real token count with the model's tokenizer (read-only, safe beside a generation)."""
+        """Real token count with the model's tokenizer, without the generation lock.
+
+        Tokenizing reads only the model's vocabulary, never the context a generation decodes
+        with, and llama.cpp keeps ``llama_tokenize`` thread-safe on purpose (its per-call
+        state lives in a session object; llama-server tokenizes on its HTTP threads while
+        its main loop decodes). So a turn can budget its context while another tab's reply
+        streams (tests/integration/test_llm_llamacpp.py runs both at once).
+        """
         data = text.encode("utf-8", "replace")
         return len(self.llama().tokenize(data, add_bos=False, special=False))
 
@@ -525,7 +541,16 @@ class LlamaCppBackend:
 
 _select_lock = threading.Lock()
 _backends: dict[tuple[Any, ...], Backend] = {}
-_auto: dict[tuple[Any, ...], tuple[float, Backend]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _AutoChoice:
+    at: float  # monotonic seconds when Ollama was asked
+    backend: Backend
+    why: str | None  # why the embedded model answers instead of Ollama (None: Ollama answers)
+
+
+_auto: dict[tuple[Any, ...], _AutoChoice] = {}
 
 
 def _ollama_backend(settings: Settings) -> Backend:
@@ -565,31 +590,68 @@ def _llamacpp_backend(settings: Settings) -> Backend:
     return backend
 
 
-def get_backend(settings: Settings | None = None) -> Backend:
+def _auto_key(settings: Settings) -> tuple[Any, ...]:
+    return (
+        settings.ollama_host,
+        settings.ollama_model,
+        settings.llamacpp_model_path,
+        settings.llm_context_tokens,
+    )
+
+
+def get_backend(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> Backend:
     """The backend that serves chats now, per LLM_BACKEND.
 
-    ``auto`` asks Ollama (one short request) and otherwise uses the embedded model; the
-    decision is re-checked every 30 seconds, so starting Ollama later is picked up.
+    ``auto`` asks Ollama for its installed models (one short request): Ollama serves when it
+    answers and has at least one model; otherwise the embedded model does (an Ollama that
+    answers with no model yet is one whose first pull has not finished). The decision is
+    re-checked every AUTO_RECHECK_SECONDS (by ``clock``), so an Ollama started or a model
+    pulled later is picked up.
     """
     settings = settings or get_settings()
     if settings.llm_backend == "ollama":
         return _ollama_backend(settings)
     if settings.llm_backend == "llamacpp":
         return _llamacpp_backend(settings)
-    key = (settings.ollama_host, settings.llamacpp_model_path, settings.llm_context_tokens)
+    key = _auto_key(settings)
     with _select_lock:
         cached = _auto.get(key)
-    if cached is not None and time.monotonic() - cached[0] < AUTO_RECHECK_SECONDS:
-        return cached[1]
+    if cached is not None and clock() - cached.at < AUTO_RECHECK_SECONDS:
+        return cached.backend
     timeout = min(settings.llm_connect_timeout_seconds, PROBE_TIMEOUT_SECONDS)
-    backend = (
-        _ollama_backend(settings)
-        if ollama_answers(settings.ollama_host, timeout=timeout)
-        else _llamacpp_backend(settings)
-    )
+    installed = ollama_models(settings.ollama_host, timeout=timeout)
+    why: str | None = None
+    if installed:
+        backend = _ollama_backend(settings)
+    else:
+        backend = _llamacpp_backend(settings)
+        if installed is None:
+            why = f"No Ollama answers at {settings.ollama_host}"
+        else:
+            why = (
+                f"Ollama at {settings.ollama_host} has no model yet: run `ollama pull "
+                f"{settings.ollama_model}` (under docker compose, the ollama-pull service does)"
+            )
+        why += (
+            f"; Ledger looks again every {AUTO_RECHECK_SECONDS:g} s and answers with Ollama "
+            "once it has a model."
+        )
     with _select_lock:
-        _auto[key] = (time.monotonic(), backend)
+        _auto[key] = _AutoChoice(clock(), backend, why)
     return backend
+
+
+def fallback_reason(settings: Settings | None = None) -> str | None:
+    """Why ``LLM_BACKEND=auto`` serves with the embedded model right now (its last decision),
+    or None when Ollama serves or auto is not configured."""
+    settings = settings or get_settings()
+    if settings.llm_backend != "auto":
+        return None
+    with _select_lock:
+        choice = _auto.get(_auto_key(settings))
+    return choice.why if choice is not None else None
 
 
 def model_choices(installed: Sequence[str], default: str) -> list[str]:
@@ -621,15 +683,17 @@ def installed_models(backend: Backend, *, max_age: float = MODELS_MAX_AGE_SECOND
     return list(models)
 
 
-def serving_note(backend: Backend, model: str | None = None) -> str:
-    """One line for the UI: which backend and model answer."""
+def serving_note(
+    backend: Backend, model: str | None = None, *, settings: Settings | None = None
+) -> str:
+    """One line for the UI: which backend and model answer, and for the embedded model under
+    ``LLM_BACKEND=auto``, why Ollama does not (unreachable, or no model pulled yet)."""
     model = model or backend.default_model
+    why = fallback_reason(settings) if backend.name == "llamacpp" else None
     if backend.demo:
-        return (
-            f"Answering: {model}, {backend.label}. It is tiny and often wrong on finance; "
-            "run Ollama (LLM_BACKEND=ollama) for real answers."
-        )
-    return f"Answering: {model} via {backend.label}."
+        advice = f". {why}" if why else "; run Ollama (LLM_BACKEND=ollama) for real answers."
+        return f"Answering: {model}, {backend.label}. It is tiny and often wrong on finance{advice}"
+    return f"Answering: {model} via {backend.label}." + (f" {why}" if why else "")
 
 
 def reset() -> None:

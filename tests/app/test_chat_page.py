@@ -7,12 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from core import history, sessions
 from core.accounts import Identity
+from core.config import get_settings
+from core.models import ConversationSession, LlmCall
 from tests.conftest import ROOT
+from tests.support.chat_failures import LLM_FAILURES, LLMFailure, says_all
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import identity
 
@@ -91,16 +95,81 @@ def test_another_users_session_is_refused_like_an_unknown_one(
         assert not at.chat_input  # stopped before the input
 
 
-def test_failed_reply_is_marked_and_the_prompt_kept(ana: Identity, ollama_env: FakeOllama) -> None:
-    ollama_env.script(reply=["Partial", " answer", " lost"], failure="drop", after=2)
+@pytest.mark.parametrize("failure", LLM_FAILURES)
+def test_a_failed_reply_says_why_keeps_the_prompt_and_saves_the_partial_reply(
+    ana: Identity,
+    ollama_env: FakeOllama,
+    dbs: Session,
+    r: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: LLMFailure,
+) -> None:
+    failure.bring_about(ollama_env, monkeypatch)
     at = page(ana)
     at.chat_input[0].set_value("Explain WACC").run()
-    assert any("dropped before the reply was complete" in e.value for e in at.error)
+    assert not at.exception
+    (shown,) = [e.value for e in at.error if e.value.startswith("Reply failed: ")]
+    assert says_all(shown, failure), shown
+    assert texts(at)[0] == "Explain WACC"
     sid = at.query_params["session"]
 
-    again = page(ana, session=sid)
-    assert texts(again) == ["Explain WACC", "Partial answer"]
-    assert any(e.value.startswith("Reply failed: ") for e in again.error)
+    question, reply = history.read_all(r, session_id=sid)
+    assert question["content"] == "Explain WACC"
+    assert reply["content"] == failure.partial and reply["status"] == "error"
+    assert says_all(reply["error"], failure)
+    dbs.expire_all()
+    (call,) = dbs.scalars(select(LlmCall))
+    assert call.outcome == "error" and says_all(call.error or "", failure)
+
+    again = page(ana, session=sid)  # the session reopened: the prompt and the marked reply
+    assert texts(again)[0] == "Explain WACC"
+    assert "".join(texts(again)[1:]) == failure.partial
+    assert any(
+        e.value.startswith("Reply failed: ") and says_all(e.value, failure) for e in again.error
+    )
+
+
+@pytest.mark.parametrize("prompt", ["   ", " \n\t "])
+def test_a_blank_prompt_is_ignored(
+    ana: Identity, ollama_env: FakeOllama, dbs: Session, r: redis.Redis, prompt: str
+) -> None:
+    at = page(ana)
+    at.chat_input[0].set_value(prompt).run()
+    assert not at.exception and not at.error and texts(at) == []
+    assert "session" not in at.query_params
+    dbs.expire_all()
+    assert dbs.scalars(select(ConversationSession)).all() == [] and r.dbsize() == 0
+    assert ollama_env.requests == []
+
+
+def test_a_used_up_quota_is_explained_and_the_model_not_called(
+    ana: Identity, ollama_env: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = page(ana)
+    at.chat_input[0].set_value("What is EBITDA?").run()
+    monkeypatch.setenv("DAILY_TOKEN_QUOTA", "1")  # the first turn used more than that
+    get_settings.cache_clear()
+    asked = len(ollama_env.requests)
+    at.chat_input[0].set_value("And EBIT?").run()
+    assert not at.exception
+    (error,) = at.error
+    assert error.value.startswith("Daily token quota reached: ")
+    assert at.code[0].value == "And EBIT?"  # offered back
+    assert len(ollama_env.requests) == asked
+
+
+def test_an_ollama_without_models_is_announced_with_the_pull_to_run(
+    ana: Identity, ollama_env: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_BACKEND", "auto")
+    get_settings.cache_clear()
+    ollama_env.models = ()  # Ollama answers; its model pull has not finished
+    at = page(ana)
+    assert not at.exception
+    (info,) = at.info
+    assert "embedded llama.cpp (a small demo model)" in info.value
+    assert f"Ollama at {ollama_env.url} has no model yet" in info.value
+    assert "`ollama pull llama3.2:3b`" in info.value
 
 
 def test_over_limit_prompt_is_refused_and_offered_back(ana: Identity) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import accounts, chat, db, history, llm, sessions
+from core import accounts, chat, clock, db, history, llm, sessions
 from core.config import get_settings
 from core.errors import (
     EmptyPrompt,
@@ -122,6 +123,47 @@ def test_reply_streams_and_everything_is_recorded(
     assert metric("ledger_llm_active_streams") == 0
 
 
+def test_a_turn_moves_the_sessions_updated_time_and_adds_to_its_totals(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    opened = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    clock.set_source(lambda: opened)
+    first = start(user_id, "What is EBITDA?")
+    list(first)
+    later = opened + timedelta(hours=2, minutes=5)
+    clock.set_source(lambda: later)
+    second = start(user_id, "And EBIT?", session_id=first.session_id)
+    list(second)
+
+    row = session_row(dbs, first.session_id)
+    assert row.created_at == opened and row.updated_at == later
+    assert row.message_count == 4
+    assert first.stats is not None and second.stats is not None
+    assert row.prompt_tokens == first.stats.prompt_tokens + second.stats.prompt_tokens
+    completion = first.stats.completion_tokens + second.stats.completion_tokens
+    assert row.completion_tokens == completion == 12  # two replies of 6 chunks
+
+
+def test_the_active_streams_gauge_counts_a_reply_while_it_streams(
+    env: FakeOllama, user_id: uuid.UUID
+) -> None:
+    before = metric("ledger_llm_active_streams")
+    t = start(user_id, "What is EBITDA?")
+    assert metric("ledger_llm_active_streams") == before  # nothing is streaming yet
+    next(t)
+    assert metric("ledger_llm_active_streams") == before + 1
+    list(t)
+    assert metric("ledger_llm_active_streams") == before
+
+
+def test_prompt_tokens_the_model_reports_are_counted(env: FakeOllama, user_id: uuid.UUID) -> None:
+    before = metric("ledger_llm_prompt_tokens_total", model=MODEL)
+    list(start(user_id, "What is EBITDA?"))
+    reported = env.finals[-1]["prompt_eval_count"]  # what the model said it read
+    assert reported > 0
+    assert metric("ledger_llm_prompt_tokens_total", model=MODEL) == before + reported
+
+
 def test_persona_comes_first_and_history_follows(env: FakeOllama, user_id: uuid.UUID) -> None:
     first = start(user_id, "What is EBITDA?")
     list(first)
@@ -134,27 +176,54 @@ def test_persona_comes_first_and_history_follows(env: FakeOllama, user_id: uuid.
         "Revenue is the top line.",
         "And EBIT?",
     ]
-    assert sent["options"]["num_ctx"] == get_settings().llm_context_tokens
 
 
-def test_long_history_is_trimmed_to_the_context_budget(
-    env: FakeOllama, user_id: uuid.UUID, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+def cost(text: str) -> int:
+    """What a message costs in the budget with the Ollama backend (no tokenizer at hand)."""
+    return llm.estimate_tokens(text) + chat.MESSAGE_OVERHEAD_TOKENS
+
+
+# reported by /api/show, the window used; LLM_CONTEXT_TOKENS=2048, LLM_MAX_CONTEXT_TOKENS=8192
+CONTEXT_WINDOWS = [
+    pytest.param(4096, 4096, id="model-longer-than-the-fallback"),
+    pytest.param(1024, 1024, id="model-shorter-than-the-fallback"),
+    pytest.param(None, 2048, id="model-reports-no-length"),
+    pytest.param(131_072, 8192, id="model-longer-than-the-cap"),
+]
+
+
+@pytest.mark.parametrize(("reported", "window"), CONTEXT_WINDOWS)
+def test_context_window_is_the_models_length_else_the_setting_never_above_the_cap(
+    env: FakeOllama,
+    user_id: uuid.UUID,
+    r: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    reported: int | None,
+    window: int,
 ) -> None:
-    monkeypatch.setenv("LLM_CONTEXT_TOKENS", "1024")
+    monkeypatch.setenv("LLM_CONTEXT_TOKENS", "2048")
+    monkeypatch.setenv("LLM_MAX_CONTEXT_TOKENS", "8192")
     monkeypatch.setenv("LLM_MAX_REPLY_TOKENS", "256")
     get_settings.cache_clear()
+    env.context_length = reported
     first = start(user_id, "Start.")
     list(first)
-    for i in range(200):
-        history.append(
-            r, session_id=first.session_id, message=history.make_message("user", f"note {i} " * 10)
-        )
+    for i in range(400):  # about 22,000 tokens: more than any window above holds
+        note = history.make_message("user", f"note {i:03d} " + "figures " * 18)
+        history.append(r, session_id=first.session_id, message=note)
     list(start(user_id, "Latest question?", session_id=first.session_id))
-    sent = env.requests[-1]["messages"]
-    assert sent[-1]["content"] == "Latest question?"
-    assert 3 < len(sent) < 60  # far fewer than the 203 stored
-    assert sent[-2]["content"].startswith("note 199 ")  # newest kept, oldest dropped
-    assert env.requests[-1]["options"]["num_ctx"] == 1024
+
+    sent = env.requests[-1]
+    assert env.shown == [MODEL]  # the length came from /api/show (asked once, then known)
+    assert sent["options"]["num_ctx"] == window
+    budget = window - 256  # the reply's reserve (LLM_MAX_REPLY_TOKENS) is kept free
+    system, *kept = sent["messages"]
+    assert kept[-1]["content"] == "Latest question?"
+    assert kept[-2]["content"].startswith("note 399 ")  # the newest history is kept
+    used = cost(system["content"]) + sum(cost(m["content"]) for m in kept)
+    stored = [m["content"] for m in history.read_all(r, session_id=first.session_id)]
+    older = stored[stored.index(kept[0]["content"]) - 1]  # the newest message left out
+    assert used <= budget < used + cost(older)  # filled up to the budget, not beyond
 
 
 def test_a_session_titled_new_chat_takes_its_first_prompt_as_title(
@@ -219,9 +288,11 @@ def test_quota_is_checked_before_the_model_is_called(
     monkeypatch.setenv("DAILY_TOKEN_QUOTA", "1")
     get_settings.cache_clear()
     requests_before = len(env.requests)
+    refusals = metric("ledger_quota_refusals_total")
     with pytest.raises(QuotaExceeded, match="Daily token quota"):
         start(user_id, "Second")
     assert len(env.requests) == requests_before and session_count(dbs) == 1
+    assert metric("ledger_quota_refusals_total") == refusals + 1
 
 
 def test_redis_down_at_send_time_writes_nothing(
@@ -403,6 +474,29 @@ def test_closing_before_the_first_chunk_still_records_the_turn(
         "assistant",
     ]
     assert [c.outcome for c in calls(dbs)] == ["cancelled"]
+
+
+def test_a_turn_dropped_unread_is_recorded_like_one_closed_at_once(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    t = start(user_id, "Hello")
+    sid = t.session_id
+    del t  # never iterated, never closed (a notebook cell run again)
+    user_msg, reply = history.read_all(r, session_id=sid)
+    assert user_msg["content"] == "Hello"
+    assert reply["role"] == "assistant" and reply["status"] == "interrupted"
+    assert [c.outcome for c in calls(dbs)] == ["cancelled"]
+    assert session_row(dbs, sid).message_count == 2
+    assert env.requests == []  # the model was never asked
+
+
+def test_stopping_a_turn_never_started_ends_it_at_once(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    t = start(user_id, "Hello")
+    assert t.stop(timeout=0)  # a page run cut short before its stream began
+    assert t.status == "interrupted" and list(t) == []
+    assert [c.outcome for c in calls(dbs)] == ["cancelled"] and env.requests == []
 
 
 def test_usage_row_failure_keeps_the_reply_in_redis(

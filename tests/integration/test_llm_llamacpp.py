@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from core import llm
+from core.config import get_settings
 from core.errors import LLMUnavailable, ModelNotFound
 from core.llm import SMOLLM2_FILE, ChatMessage, LlamaCppBackend, default_gguf_path
 
@@ -38,6 +41,103 @@ def test_streams_a_real_reply_with_real_token_counts(smollm2: LlamaCppBackend) -
     # The chat template wraps the two messages: more tokens than their words.
     assert usage.prompt_tokens is not None and usage.prompt_tokens > 15
     assert len([c for c in chunks if c.text]) > 1  # streamed, not one block
+
+
+# A question the model answers in a few tokens and then stops by itself (not at the limit).
+SHORT: list[ChatMessage] = [
+    {"role": "system", "content": "You are a concise finance assistant."},
+    {"role": "user", "content": "Reply with one word: the opposite of debit?"},
+]
+GREEDY = {"num_predict": 32, "temperature": 0, "seed": 7}
+
+
+def test_streamed_token_counts_equal_what_llama_cpp_reports_without_streaming(
+    smollm2: LlamaCppBackend,
+) -> None:
+    chunks = list(smollm2.stream_chat(SHORT, options=GREEDY))
+    usage = chunks[-1].usage
+    assert usage is not None and usage.done_reason == "stop"  # ended by the model, not the cap
+    # The same prompt without streaming: llama.cpp counts the tokens it generated itself.
+    whole = smollm2.llama().create_chat_completion(
+        messages=[dict(m) for m in SHORT], max_tokens=32, temperature=0, seed=7
+    )
+    assert "".join(c.text for c in chunks) == whole["choices"][0]["message"]["content"]
+    assert whole["choices"][0]["finish_reason"] == "stop"
+    assert usage.completion_tokens == whole["usage"]["completion_tokens"] > 0
+    assert usage.prompt_tokens == whole["usage"]["prompt_tokens"]
+
+
+def test_the_model_is_loaded_once_per_process(
+    smollm2: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_BACKEND", "llamacpp")  # n_ctx 2048, 2 threads: as the fixture
+    get_settings.cache_clear()
+    llm.reset()
+    try:
+        first = llm.get_backend()
+        assert llm.get_backend() is first
+        llm.reset()  # settings changed in a notebook: backends are made again...
+        second = llm.get_backend()
+        assert second is not first
+        # ...and every one of them, like any backend for the same file, uses one Llama.
+        assert first.llama() is second.llama() is smollm2.llama()
+        assert second.count_tokens("EBITDA") == first.count_tokens("EBITDA")
+    finally:
+        get_settings.cache_clear()
+        llm.reset()
+
+
+def test_two_replies_asked_at_once_take_turns_and_both_finish(smollm2: LlamaCppBackend) -> None:
+    events: list[tuple[str, bool]] = []
+    failures: list[BaseException] = []
+
+    def ask(name: str) -> None:
+        try:
+            for chunk in smollm2.stream_chat(SHORT, options=GREEDY):
+                events.append((name, chunk.done))
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    tabs = [threading.Thread(target=ask, args=(name,)) for name in ("a", "b")]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join(timeout=120)
+    assert failures == [] and not any(tab.is_alive() for tab in tabs)
+    names = [name for name, _ in events]
+    assert sorted(set(names)) == ["a", "b"]
+    switches = sum(1 for before, after in itertools.pairwise(names) if before != after)
+    assert switches == 1  # one whole reply, then the other: never interleaved
+    for name in ("a", "b"):
+        done = [is_done for who, is_done in events if who == name]
+        assert done[-1] and done.count(True) == 1  # each ended with its usage chunk
+
+
+def test_counting_tokens_runs_beside_a_reply_streaming_on_another_thread(
+    smollm2: LlamaCppBackend,
+) -> None:
+    texts = ["EBITDA", "Net debt / EBITDA ≈ 2.5×", "李宁 revenue 12% y/y", "x " * 300]
+    expected = [smollm2.count_tokens(text) for text in texts]
+    stream = smollm2.stream_chat(ASK, options={"num_predict": 48, "temperature": 0})
+    next(stream)  # a reply is under way: it holds the generation lock
+    assert llm._generation_lock.locked()
+
+    def count(rounds: int) -> list[int]:
+        return [smollm2.count_tokens(text) for _ in range(rounds) for text in texts]
+
+    results: list[int] = []
+    alone = threading.Thread(target=lambda: results.extend(count(1)))
+    alone.start()
+    alone.join(timeout=30)
+    assert not alone.is_alive() and results == expected  # counting never waits for the reply
+
+    results.clear()
+    beside = threading.Thread(target=lambda: results.extend(count(40)))
+    beside.start()  # counts while this thread decodes the rest of the reply
+    rest = list(stream)
+    beside.join(timeout=60)
+    assert not beside.is_alive() and results == expected * 40
+    assert rest[-1].usage is not None and not llm._generation_lock.locked()
 
 
 def test_context_length_is_the_loaded_window(smollm2: LlamaCppBackend) -> None:

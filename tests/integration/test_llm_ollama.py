@@ -67,6 +67,14 @@ def test_context_length_comes_from_show_model_info(fake_ollama: FakeOllama) -> N
     assert backend_for(fake_ollama).context_length("llama3.2:3b") == 131072
 
 
+def test_context_length_falls_back_to_settings_when_show_names_none(
+    fake_ollama: FakeOllama,
+) -> None:
+    fake_ollama.context_length = None  # /api/show answers, without <arch>.context_length
+    assert backend_for(fake_ollama).context_length("llama3.2:3b") == 2048
+    assert fake_ollama.shown == ["llama3.2:3b"]
+
+
 def test_health_says_reachable(fake_ollama: FakeOllama) -> None:
     assert "reachable, 2 model(s)" in backend_for(fake_ollama).health()
 
@@ -141,6 +149,31 @@ def test_auto_uses_ollama_when_it_answers(
     assert backend.name == "ollama" and ollama_env.url in backend.label
 
 
+def test_auto_waits_until_ollama_has_a_model_and_says_which_pull_to_run(
+    ollama_env: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.config import get_settings
+
+    monkeypatch.setenv("LLM_BACKEND", "auto")
+    get_settings.cache_clear()
+    ollama_env.models = ()  # answering, but its first pull has not finished
+    now = 1000.0
+    backend = llm.get_backend(clock=lambda: now)
+    assert backend.name == "llamacpp"
+    note = llm.serving_note(backend)
+    assert f"Ollama at {ollama_env.url} has no model yet" in note
+    assert "`ollama pull llama3.2:3b`" in note
+
+    ollama_env.models = ("llama3.2:3b",)  # the pull finished
+    now += llm.AUTO_RECHECK_SECONDS - 1
+    assert llm.get_backend(clock=lambda: now).name == "llamacpp"  # not asked again yet
+    now += 2
+    backend = llm.get_backend(clock=lambda: now)
+    assert backend.name == "ollama"
+    assert llm.fallback_reason() is None
+    assert llm.serving_note(backend) == f"Answering: llama3.2:3b via Ollama at {ollama_env.url}."
+
+
 def test_auto_falls_back_to_the_embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.config import get_settings
 
@@ -151,7 +184,7 @@ def test_auto_falls_back_to_the_embedded_model(monkeypatch: pytest.MonkeyPatch) 
     try:
         backend = llm.get_backend()
         assert backend.name == "llamacpp" and backend.demo
-        assert "Ollama" in llm.serving_note(backend)
+        assert "No Ollama answers at http://127.0.0.1:9" in llm.serving_note(backend)
     finally:
         get_settings.cache_clear()
         llm.reset()

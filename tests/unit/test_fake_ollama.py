@@ -68,3 +68,14 @@ def test_serves_one_named_model() -> None:
         assert fake.model == "ledger-scripted:latest"
         names = [m.model for m in ollama.Client(host=fake.url).list().models]
         assert names == ["ledger-scripted:latest"]
+
+
+def test_show_can_leave_the_context_length_out_and_tags_can_be_empty() -> None:
+    with FakeOllama() as fake:
+        client = ollama.Client(host=fake.url)
+        fake.context_length = None
+        info = client.show(fake.model).modelinfo or {}
+        assert info["general.architecture"] == "llama" and "llama.context_length" not in info
+        assert fake.shown == [fake.model]
+        fake.models = ()
+        assert client.list().models == []
