@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -184,3 +185,33 @@ def test_a_wrong_redis_password_is_the_first_page_hidden(
     message = first_page_error()
     assert f"redis://:***@127.0.0.1:{locked_redis.port}/0: it refused the password" in message
 
+
+# --- a DATA_DIR that is not Ledger's ---------------------------------------------------------
+
+
+def test_a_foreign_data_dir_is_the_first_page_and_is_left_alone(
+    configure: Configure, tmp_path: Path
+) -> None:
+    data = tmp_path / "someone-elses"
+    data.mkdir()
+    (data / "quarterly-report.xlsx").write_bytes(b"not ours")
+    configure(DATA_DIR=str(data), DATABASE_URL="", REDIS_URL="")
+    message = first_page_error()
+    assert message.startswith(f"DATA_DIR {data} is not a Ledger data folder")
+    assert "nothing was changed" in message
+    assert "cannot reach its storage" not in message and "DATABASE_URL" not in message
+    assert [p.name for p in data.iterdir()] == ["quarterly-report.xlsx"]
+
+
+def test_a_postgres_folder_of_another_version_is_the_first_page(
+    configure: Configure, tmp_path: Path, redis_url: str
+) -> None:
+    data = tmp_path / "data"
+    (data / "postgres").mkdir(parents=True)
+    (data / ".ledger-data").write_text("")
+    (data / "postgres" / "PG_VERSION").write_text("13\n")
+    configure(DATA_DIR=str(data), DATABASE_URL="", REDIS_URL=redis_url)
+    message = first_page_error()
+    assert message.startswith(f"{data / 'postgres'} was made by PostgreSQL '13'")
+    assert "cannot reach its storage" not in message
+    assert (data / "postgres" / "PG_VERSION").read_text() == "13\n"
