@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -58,6 +59,29 @@ def test_actionlint_checks_run_scripts_with_shellcheck(tmp_path: Path) -> None:
     )
     run = actionlint(bad)
     assert run.returncode != 0 and "SC2086" in run.stdout, run.stdout + run.stderr
+
+
+def test_the_ci_entry_script_runs_make_test_requiring_the_browser_tests(tmp_path: Path) -> None:
+    """.ci/run with a ``make`` that only records how it was called."""
+    record = tmp_path / "calls"
+    fake = tmp_path / "bin" / "make"
+    fake.parent.mkdir()
+    fake.write_text(
+        '#!/bin/sh\necho "$* LEDGER_REQUIRE_BROWSER=${LEDGER_REQUIRE_BROWSER:-unset}" >> "$RECORD"\n'
+    )
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_REQUIRE_BROWSER"}
+    env.update(
+        PATH=f"{fake.parent}:{env['PATH']}",
+        RECORD=str(record),
+        TEST_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",  # nothing answers: the
+        TEST_REDIS_URL="redis://127.0.0.1:1/0",  # second step is skipped
+    )
+    run = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert record.read_text().splitlines() == ["test LEDGER_REQUIRE_BROWSER=1"]
 
 
 def test_the_ci_entry_script_passes_shellcheck() -> None:
