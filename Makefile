@@ -1,4 +1,4 @@
-# Ledger: two commands do all set-up on a fresh machine (Python 3.11 and make).
+# Ledger: two commands do all set-up on a fresh machine (Python 3.11, make, a C/C++ compiler).
 #   make run    build the environment if needed, migrate, start the app on http://localhost:8501
 #   make test   build the environment if needed, then ruff, mypy and the whole pytest suite
 SHELL := /bin/bash
@@ -12,15 +12,37 @@ STAMP := $(VENV)/.installed
 
 # llama-cpp-python compiles from source. A default build targets the build machine's CPU and can
 # crash elsewhere, so it is built portable (GGML_NATIVE=OFF) once into this wheelhouse and reused.
+# The build needs a C and a C++ compiler (rule `compilers`); CMake need not be installed: when
+# none (or too old a one) is on PATH, the build backend (scikit-build-core) takes CMake from PyPI.
 LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 WHEELHOUSE ?= $(HOME)/.cache/ledger/llama-$(LLAMA_VERSION)-portable
+
+# The compilers CMake looks for (CC / CXX when set: make passes them on). Installed when missing
+# and possible (root with apt-get, as for the browser below); otherwise one line says what to
+# install, before anything is built.
+BUILD_CC := $(if $(filter default,$(origin CC)),cc gcc clang,$(CC))
+BUILD_CXX := $(if $(filter default,$(origin CXX)),c++ g++ clang++,$(CXX))
+FIND_COMPILERS := have() { for c in "$$@"; do command -v "$$c" >/dev/null 2>&1 && return 0; done; return 1; }; \
+	missing=""; have $(BUILD_CC) || missing="a C compiler ($(firstword $(BUILD_CC)))"; \
+	have $(BUILD_CXX) || missing="$${missing:+$$missing and }a C++ compiler ($(firstword $(BUILD_CXX)))"
+CHECK_COMPILERS := $(FIND_COMPILERS); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing build-essential: llama-cpp-python is compiled once and needs $$missing"; \
+	  apt-get install -y -q --no-install-recommends build-essential >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends build-essential >/dev/null; }; \
+	  $(FIND_COMPILERS); \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "error: building llama-cpp-python needs $$missing (Debian/Ubuntu: apt-get install build-essential; Fedora: dnf install gcc gcc-c++; macOS: xcode-select --install), then run make again" >&2; \
+	  exit 1; \
+	fi
 
 # The machine's own servers, for `make test-services` (CI runs it when they answer).
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run test lint typecheck pytest test-services migrate lock clean browser screenshots
+.PHONY: help install run test lint typecheck pytest test-services migrate lock clean browser screenshots compilers
 
 help:
 	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
@@ -36,6 +58,7 @@ $(STAMP): pyproject.toml requirements.lock
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+	  $(CHECK_COMPILERS); \
 	  echo "building llama-cpp-python $(LLAMA_VERSION) (portable, about 3 minutes, once per machine)"; \
 	  mkdir -p $(WHEELHOUSE); \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel -q --no-cache-dir --no-deps \
@@ -45,6 +68,10 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# `make compilers`: the same check alone.
+compilers:
+	@$(CHECK_COMPILERS)
 
 migrate: install
 	$(BIN)/python -m core migrate

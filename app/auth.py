@@ -19,6 +19,7 @@ end a session at its next click.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from datetime import timedelta
@@ -30,10 +31,10 @@ import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
 from app.context import IDENTITY_KEY, set_notice, show_error, show_notice
-from core import accounts, clock, cookies, db, health
+from core import accounts, clock, cookies, db, health, services
 from core.accounts import Identity
-from core.config import get_settings
-from core.errors import ConfigError, LedgerError
+from core.config import Settings, get_settings
+from core.errors import ConfigError, DataDirectoryError, LedgerError, ServiceUnavailable
 from core.text import escape_markdown
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
@@ -46,10 +47,11 @@ AUTHENTICATOR_KEY = "_ledger_authenticator"  # this run's authenticator, for the
 
 
 def startup_problem() -> str | None:
-    """Why the app cannot serve pages (bad settings, PostgreSQL or Redis down), or None."""
+    """Why the app cannot serve pages (bad settings, an unusable DATA_DIR, PostgreSQL or Redis
+    down), or None."""
     try:
-        get_settings()
-    except ConfigError as exc:
+        _open_embedded(get_settings())
+    except (ConfigError, DataDirectoryError) as exc:
         return str(exc)
     failed = [check for check in (health.check_postgres(), health.check_redis()) if not check.ok]
     if not failed:
@@ -59,6 +61,17 @@ def startup_problem() -> str | None:
         f"Ledger cannot reach its storage, so no page can open. {lines}. Start the service "
         "(or fix DATABASE_URL / REDIS_URL): this page comes back by itself when it answers."
     )
+
+
+def _open_embedded(settings: Settings) -> None:
+    """Start (or attach to) the embedded servers the settings ask for, so that a DATA_DIR that
+    is not Ledger's, or is damaged, is shown as that: there is no service to start and no URL
+    to fix. Any other failure is left to the health checks, which report every service."""
+    with contextlib.suppress(ServiceUnavailable):
+        if not settings.database_url:
+            db.get_engine()
+        if not settings.redis_url:
+            services.redis_client(settings)
 
 
 # --- the authenticator of this run ---------------------------------------------------------

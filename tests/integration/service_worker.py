@@ -35,6 +35,10 @@ def handle(command: str, args: list[str]) -> Any:
         return _pids()
     if command == "pids":
         return _pids()
+    if command == "ping":  # connects to both servers, writes nothing
+        services.ping_postgres(db.get_engine())
+        services.ping_redis(services.redis_client())
+        return "ok"
     if command == "pg-put":
         with db.session_scope() as s:
             s.execute(PROBE_TABLE)

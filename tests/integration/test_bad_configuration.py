@@ -8,11 +8,20 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-SECRET = "Hunter2-s3cret"
+from tests.support.bad_urls import (
+    SECRET,
+    redis_with_password,
+    unknown_database,
+    unknown_role,
+    wrong_password,
+)
+from tests.support.redis_server import RedisServer
+
 COMMANDS = ["check", "migrate", "prepare"]
 
 
@@ -36,7 +45,9 @@ def run_core(command: str, tmp_path: Path, **env: str) -> subprocess.CompletedPr
     )
 
 
-def assert_one_clear_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+def assert_one_clear_line(
+    result: subprocess.CompletedProcess[str], *expected: str, secret: str = SECRET
+) -> str:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -44,7 +55,7 @@ def assert_one_clear_line(result: subprocess.CompletedProcess[str], *expected: s
     assert line.startswith("error: ")
     for fragment in expected:
         assert fragment in line
-    assert SECRET not in result.stderr + result.stdout
+    assert secret not in result.stderr + result.stdout
     return line
 
 
@@ -90,6 +101,63 @@ def test_other_bad_database_urls_are_explained(
 ) -> None:
     result = run_core("check", tmp_path, DATABASE_URL=url, REDIS_URL="redis://127.0.0.1:1/0")
     assert_one_clear_line(result, *expected)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_postgres_role_that_does_not_exist_stops_every_command_with_one_line(
+    tmp_path: Path, pg_admin_url: str, command: str
+) -> None:
+    url, role = unknown_role(pg_admin_url)
+    result = run_core(command, tmp_path, DATABASE_URL=url, REDIS_URL="redis://127.0.0.1:1/0")
+    line = assert_one_clear_line(result, "PostgreSQL is not reachable", f"{role}:***@", f'"{role}"')
+    # A server that asks for passwords does not say whether the role exists.
+    assert "does not exist" in line or "password authentication failed" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_database_that_does_not_exist_stops_every_command_with_one_line(
+    tmp_path: Path, pg_admin_url: str, command: str
+) -> None:
+    url, database, password = unknown_database(pg_admin_url)
+    result = run_core(command, tmp_path, DATABASE_URL=url, REDIS_URL="redis://127.0.0.1:1/0")
+    assert_one_clear_line(
+        result,
+        "PostgreSQL is not reachable",
+        ":***@",
+        f"/{database}",
+        f'database "{database}" does not exist',
+        secret=password,
+    )
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_with_password(tmp_path_factory.mktemp("locked-redis")) as server:
+        yield server
+
+
+@pytest.mark.parametrize("command", ["check", "prepare"])  # migrate needs no Redis
+def test_a_redis_that_wants_a_password_and_gets_none_says_so(
+    tmp_path: Path, pg_url: str, locked_redis: RedisServer, command: str
+) -> None:
+    result = run_core(command, tmp_path, DATABASE_URL=pg_url, REDIS_URL=locked_redis.url)
+    assert_one_clear_line(
+        result, f"Redis is not reachable at {locked_redis.url}", "requires a password"
+    )
+
+
+@pytest.mark.parametrize("command", ["check", "prepare"])
+def test_a_wrong_redis_password_is_refused_in_one_line_without_showing_it(
+    tmp_path: Path, pg_url: str, locked_redis: RedisServer, command: str
+) -> None:
+    result = run_core(
+        command, tmp_path, DATABASE_URL=pg_url, REDIS_URL=wrong_password(locked_redis)
+    )
+    assert_one_clear_line(
+        result,
+        f"Redis is not reachable at redis://:***@127.0.0.1:{locked_redis.port}/0",
+        "refused the password",
+    )
 
 
 @pytest.mark.parametrize("command", ["check", "prepare"])  # migrate needs no Redis

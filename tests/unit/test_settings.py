@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from core.config import load_settings
 from core.errors import ConfigError
+from tests.support.deploy import ROOT, interpolations, setting_names
 
 
 @pytest.mark.parametrize(
@@ -95,3 +97,49 @@ def test_blank_urls_mean_the_embedded_servers(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("REDIS_URL", "")
     loaded = load_settings()
     assert loaded.database_url is None and loaded.redis_url is None
+
+
+# --- .env.example documents exactly what can be set ----------------------------------------
+
+COMPOSE_SECTION = "docker compose"
+
+
+def env_example() -> dict[str, tuple[str, str]]:
+    """NAME -> (section, example value) for every ``NAME=value`` line of .env.example,
+    commented out or not; sections are its ``# --- title ---`` lines."""
+    names: dict[str, tuple[str, str]] = {}
+    section = ""
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        heading = re.match(r"#\s*---\s*(.+?)\s*-{3,}$", line)
+        if heading:
+            section = heading.group(1)
+            continue
+        entry = re.match(r"#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if entry:
+            names[entry.group(1)] = (section, entry.group(2).strip())
+    return names
+
+
+def test_env_example_documents_every_setting() -> None:
+    assert setting_names() - set(env_example()) == set()
+
+
+def test_every_name_in_env_example_is_a_setting_or_a_compose_variable() -> None:
+    compose_reads = {
+        name
+        for path in ("docker-compose.yml", "deploy/compose.gpu.yml")
+        for name, _, _ in interpolations((ROOT / path).read_text())
+    }
+    strays = {
+        name: section
+        for name, (section, _) in env_example().items()
+        if name not in setting_names()
+        and not (section.startswith(COMPOSE_SECTION) and name in compose_reads)
+    }
+    assert strays == {}
+
+
+def test_every_example_value_in_env_example_is_accepted() -> None:
+    for name, (_, value) in env_example().items():
+        if name in setting_names() and value:
+            load_settings(**{name.lower(): value})
