@@ -192,3 +192,26 @@ def test_unknown_identity_is_asked_to_log_in(services_env: None) -> None:
     at = AppTest.from_file(str(ROOT / "pages" / "usage.py")).run()
     assert [w.value for w in at.warning] == ["Please log in."]
     assert not at.metric
+
+
+ESTIMATED = "Percentiles over all users are estimated from 1 % histogram buckets."
+
+
+def test_everyones_percentiles_over_the_exact_limit_are_marked_estimated(
+    page: Page, people: dict[str, Identity], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Everyone's default range holds 5 requests: at the limit they are exact, above it estimated.
+    monkeypatch.setattr(usage, "EXACT_PERCENTILE_ROWS", 5)
+    at = page("usage", people["root"]).run()
+    at.selectbox[0].set_value("all").run()
+    assert metrics(at)["Requests"] == "5"
+    assert ESTIMATED not in [c.value for c in at.caption]
+    monkeypatch.setattr(usage, "EXACT_PERCENTILE_ROWS", 4)
+    at.run()
+    assert not at.exception
+    assert ESTIMATED in [c.value for c in at.caption]
+    exact = np.median([200.0, 260.0, 600.0, 400.0])  # every first token in the range: 330 ms
+    shown = float(metrics(at)["Median time to first token"].removesuffix(" ms"))
+    assert shown == pytest.approx(exact, rel=0.01)  # within one 1 % bucket
+    at.selectbox[0].set_value(people["ann"].id).run()  # one user's are always exact
+    assert ESTIMATED not in [c.value for c in at.caption]
