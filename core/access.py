@@ -2,6 +2,10 @@
 
 Core queries take an explicit ``user_id`` (``None`` = all users). Pages turn the signed-in
 identity and the admin's choice into that argument here, so the rule lives in one place.
+
+One session by id follows the same rule: its owner may do anything with it; an administrator
+may read, rename, export and delete anyone's (they moderate) but never post in it; anyone else
+gets ``NotFound``, exactly as for an id that does not exist.
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import history, sessions, text
 from core.accounts import Identity
 from core.errors import Forbidden, NotFound
-from core.models import User
+from core.models import ConversationSession, User
 
 
 @dataclass(frozen=True)
@@ -58,3 +64,72 @@ def get_user(db: Session, *, username: str) -> UserChoice:
     if user is None:
         raise NotFound(f"No user named {username!r}.")
     return UserChoice(user.id, user.username, user.display_name)
+
+
+# --- one session by id ---------------------------------------------------------------------
+
+
+def session_owner(db: Session, *, actor: Identity, session_id: uuid.UUID | str) -> uuid.UUID:
+    """The owner of a session ``actor`` may manage: their own, or (admins) anyone's.
+
+    Anyone else's session is ``NotFound`` with the same message as an unknown id, so ids
+    cannot be probed. Pass the result as ``user_id`` to the owner-scoped ``core.sessions``
+    functions.
+    """
+    sid = sessions.parse_id(session_id)
+    owner = db.scalar(select(ConversationSession.user_id).where(ConversationSession.id == sid))
+    if owner is None or (owner != actor.id and not actor.is_admin):
+        raise NotFound("Session not found.")
+    return owner
+
+
+def rename(
+    db: Session, *, actor: Identity, session_id: uuid.UUID | str, title: str
+) -> ConversationSession:
+    """Rename a session ``actor`` may manage (``session_owner``)."""
+    owner = session_owner(db, actor=actor, session_id=session_id)
+    return sessions.rename(db, user_id=owner, session_id=session_id, title=title)
+
+
+def delete(db: Session, r: redis.Redis, *, actor: Identity, session_id: uuid.UUID | str) -> None:
+    """Delete a session ``actor`` may manage, with its history (``sessions.delete``)."""
+    owner = session_owner(db, actor=actor, session_id=session_id)
+    sessions.delete(db, r, user_id=owner, session_id=session_id)
+
+
+def export(
+    db: Session, r: redis.Redis, *, actor: Identity, session_id: uuid.UUID | str, ext: str
+) -> sessions.ExportFile:
+    """Export a session ``actor`` may manage, as one of ``sessions.EXPORT_KINDS``."""
+    owner = session_owner(db, actor=actor, session_id=session_id)
+    return sessions.export(db, r, user_id=owner, session_id=session_id, ext=ext)
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    """A conversation as the chat page shows it, and whether the viewer may post in it."""
+
+    session: sessions.Summary
+    owner_display_name: str
+    messages: list[history.Message]
+    read_only: bool  # an administrator reading another user's conversation
+
+    @property
+    def notice(self) -> str | None:
+        """What the page says where the viewer cannot post, as escaped Markdown (the display
+        name is the owner's own text)."""
+        if not self.read_only:
+            return None
+        return text.escape_markdown(f"{self.owner_display_name}'s conversation, read-only")
+
+
+def open_session(
+    db: Session, r: redis.Redis, *, viewer: Identity, session_id: uuid.UUID | str
+) -> OpenedSession:
+    """The conversation behind a chat URL: the viewer's own (they can go on with it), or for an
+    administrator anyone's, read-only. ``NotFound`` for anything else."""
+    owner = session_owner(db, actor=viewer, session_id=session_id)
+    row = sessions.summary(db, user_id=owner, session_id=session_id)
+    name = db.scalar(select(User.display_name).where(User.id == owner)) or row.username
+    shown = sessions.messages(db, r, user_id=owner, session_id=row.id)
+    return OpenedSession(row, name, shown, read_only=owner != viewer.id)

@@ -42,6 +42,7 @@ MAX_USERS = 50
 MAX_SESSIONS = 2000
 SPAN_DAYS = 60
 SYSTEM_TOKENS = 160
+FAILURE = "Could not reach the model server (connection refused)."
 
 
 @dataclass(frozen=True)
@@ -509,10 +510,11 @@ def _seed_session(
         ttft = _lognormal(rng, model.ttft_ms, 0.35)
         roll = rng.random()
         outcome = "error" if roll < 0.03 else "cancelled" if roll < 0.06 else "ok"
+        failed = outcome == "error"
         answer = turn.answer
         if outcome == "cancelled":
             answer = answer[: max(20, len(answer) // 3)]
-        completion = 0 if outcome == "error" else _tokens(answer)
+        completion = 0 if failed else _tokens(answer)
         speed = _lognormal(rng, model.tokens_per_s, 0.2)
         duration = ttft + completion / speed * 1000.0
         reply_at = t + timedelta(milliseconds=duration)
@@ -525,37 +527,39 @@ def _seed_session(
                 backend=model.backend,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
-                ttft_ms=None if outcome == "error" else round(ttft, 1),
-                duration_ms=round(ttft if outcome == "error" else duration, 1),
+                ttft_ms=None if failed else round(ttft, 1),
+                duration_ms=round(ttft if failed else duration, 1),
                 outcome=outcome,
-                error="Could not reach the model server (connection refused)."
-                if outcome == "error"
-                else None,
+                error=FAILURE if failed else None,
                 created_at=t,
             )
         )
         prompt_sum += prompt
         completion_sum += completion
+        # The stats the chat records with a reply (core.chat.TurnStats), so the chat caption,
+        # exports and notebooks show demo replies like real ones.
         stats = {
             "model": model.name,
+            "backend": model.backend,
+            "outcome": outcome,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "ttft_ms": round(ttft, 1),
-            "duration_ms": round(duration, 1),
-            "tokens_per_s": round(speed, 1),
+            "ttft_ms": None if failed else round(ttft, 1),
+            "duration_ms": round(ttft if failed else duration, 1),
+            "tokens_per_second": None if failed else round(speed, 1),
+            "estimated": outcome == "cancelled",  # a stopped stream sends no usage figures
         }
         reply: dict[str, Any] = {
             "role": "assistant",
-            "content": answer if outcome != "error" else "",
+            "content": "" if failed else answer,
             "ts": reply_at.isoformat(),
+            "stats": stats,
         }
-        if outcome == "error":
+        if failed:
             reply["status"] = "error"
-            reply["error"] = "Could not reach the model server (connection refused)."
-        else:
-            reply["stats"] = stats
-            if outcome == "cancelled":
-                reply["status"] = "interrupted"
+            reply["error"] = FAILURE
+        elif outcome == "cancelled":
+            reply["status"] = "interrupted"
         messages.append(_encode(reply))
         context = prompt + completion
         t = reply_at

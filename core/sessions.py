@@ -203,6 +203,14 @@ def describe(row: Summary, *, now: datetime, with_owner: bool = False) -> str:
     return " · ".join(parts)
 
 
+def delete_warning(row: Summary) -> str:
+    """What the page asks before deleting a session, as escaped Markdown."""
+    return (
+        f"Delete “{text.escape_markdown(row.title)}” and its {row.message_count:,} messages? "
+        "This cannot be undone; usage figures stay."
+    )
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[Summary]
@@ -434,6 +442,27 @@ class ExportFile:
 EXPORT_FORMAT = "ledger.session.v1"
 
 
+@dataclass(frozen=True)
+class ExportKind:
+    label: str
+    ext: str
+    mime: str
+
+    def filename(self, row: Summary) -> str:
+        return export_filename(row, ext=self.ext)
+
+
+EXPORT_KINDS = (
+    ExportKind("Markdown", "md", "text/markdown"),
+    ExportKind("JSON", "json", "application/json"),
+)
+
+
+def export_filename(row: Summary, *, ext: str) -> str:
+    """The export's file name (known before the file is built): title, id prefix, extension."""
+    return text.safe_filename(row.title, suffix=row.id.hex[:8], ext=ext)
+
+
 def _message_record(index: int, message: history.Message) -> dict[str, Any]:
     return {
         "index": index,
@@ -501,8 +530,7 @@ def export_json(
         # A lone surrogate (a notebook can store one) has no UTF-8 form; JSON's \u escapes
         # carry it losslessly, as history._encode does.
         data = json.dumps(body, ensure_ascii=True, indent=2).encode("utf-8")
-    name = text.safe_filename(row.title, suffix=row.id.hex[:8], ext="json")
-    return ExportFile(name, "application/json", data)
+    return ExportFile(export_filename(row, ext="json"), "application/json", data)
 
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -556,8 +584,17 @@ def export_markdown(
             lines += ["", f"> {text.code_span(_fmt_stats(message['stats']))}"]
     # A lone surrogate has no UTF-8 form: it becomes U+FFFD in this readable document.
     data = _LONE_SURROGATE.sub("\ufffd", "\n".join(lines) + "\n").encode("utf-8")
-    name = text.safe_filename(row.title, suffix=row.id.hex[:8], ext="md")
-    return ExportFile(name, "text/markdown", data)
+    return ExportFile(export_filename(row, ext="md"), "text/markdown", data)
+
+
+def export(
+    db: Session, r: redis.Redis, *, user_id: uuid.UUID, session_id: uuid.UUID | str, ext: str
+) -> ExportFile:
+    """The export of one of ``EXPORT_KINDS`` by its extension (``md`` or ``json``)."""
+    builders = {"md": export_markdown, "json": export_json}
+    if ext not in builders:
+        raise InvalidInput("format", f"Export as one of: {', '.join(builders)}.")
+    return builders[ext](db, r, user_id=user_id, session_id=session_id)
 
 
 # --- bulk delete -------------------------------------------------------------------------

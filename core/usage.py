@@ -363,9 +363,12 @@ def _estimated_percentiles(db: Session, rng: DateRange) -> pd.DataFrame:
 
 
 def _percentiles(
-    db: Session, user_id: uuid.UUID | None, rng: DateRange, requests: int, exact_limit: int
+    db: Session, user_id: uuid.UUID | None, rng: DateRange, requests: int, exact_limit: int | None
 ) -> pd.DataFrame:
-    if user_id is not None or requests <= exact_limit:
+    """Exact or estimated; ``exact_limit`` None means ``EXACT_PERCENTILE_ROWS`` as it is now
+    (read per call, so a notebook or a test can move the threshold for the whole process)."""
+    limit = EXACT_PERCENTILE_ROWS if exact_limit is None else exact_limit
+    if user_id is not None or requests <= limit:
         return _exact_percentiles(db, user_id, rng)
     return _estimated_percentiles(db, rng)
 
@@ -393,7 +396,7 @@ def kpis(
     user_id: uuid.UUID | None,
     start: date,
     end: date,
-    exact_limit: int = EXACT_PERCENTILE_ROWS,
+    exact_limit: int | None = None,
 ) -> pd.DataFrame:
     """One row of headline figures; no row when the range holds no request.
 
@@ -446,7 +449,7 @@ def latency_by_model(
     user_id: uuid.UUID | None,
     start: date,
     end: date,
-    exact_limit: int = EXACT_PERCENTILE_ROWS,
+    exact_limit: int | None = None,
 ) -> pd.DataFrame:
     """Time to first token (ms) and generation speed (tokens/s) per model: median and p95."""
     rng = date_range(start, end)
@@ -532,7 +535,7 @@ def dashboard(
     start: date,
     end: date,
     top: int = 10,
-    exact_limit: int = EXACT_PERCENTILE_ROWS,
+    exact_limit: int | None = None,
 ) -> Dashboard:
     """All of the usage page's queries for one range (the benchmark times exactly this)."""
     rng = date_range(start, end)

@@ -17,8 +17,8 @@ from app.context import (
     take_unsent,
     write,
 )
-from core import chat, db, llm, services, sessions
-from core.errors import EmptyPrompt, LedgerError, NotFound
+from core import access, chat, db, llm, services
+from core.errors import EmptyPrompt, LedgerError
 
 user = current_user()
 backend = llm.get_backend()
@@ -67,16 +67,16 @@ session_id = st.query_params.get("session") or None
 if session_id:
     try:
         r = services.redis_client()
-        shown = write(lambda d: sessions.messages(d, r, user_id=user.id, session_id=session_id))
-    except NotFound:
-        st.error("Session not found.")
+        opened = write(lambda d: access.open_session(d, r, viewer=user, session_id=session_id))
+    except LedgerError as exc:  # NotFound: "Session not found.", for anyone else's id too
+        show_error(exc)
         st.button("Start a new chat", on_click=new_chat)
         st.stop()
-    except LedgerError as exc:
-        show_error(exc)
-        st.stop()
-    for message in shown:
+    for message in opened.messages:
         render(dict(message))
+    if opened.read_only:  # an admin reading another user's conversation: nothing sent as them
+        st.info(opened.notice, icon=":material/visibility:")
+        st.stop()
 
 prompt = st.chat_input(
     "Ask about markets, accounting, corporate or personal finance", key=PROMPT_KEY

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
 from app.context import apply, current_user, header, show_error, write
 from app.scope import pick
-from core import clock, services, sessions, text
+from core import access, clock, services, sessions, text
 from core.errors import LedgerError
 
 PAGE_SIZE = 20
@@ -21,41 +22,41 @@ user = current_user()
 r = services.redis_client()
 header("Sessions", "Your conversations, newest first: search, open, rename, export or delete.")
 scope = pick(user, label="Whose sessions", me="My sessions")
-query = st.text_input("Search titles and messages", key="query", max_chars=text.MAX_QUERY_CHARS)
+query = st.text_input("Search titles and messages", key="query")  # core says what is too long
+
+
+def exporter(sid: uuid.UUID, ext: str) -> Callable[[], bytes]:
+    """The file, built only when its button is clicked (on a Streamlit worker thread): a
+    10,000-message session takes about half a second to export, too long for every rerun."""
+    return lambda: write(lambda d: access.export(d, r, actor=user, session_id=sid, ext=ext)).data
 
 
 def manage(row: sessions.Summary) -> None:
-    """Rename, export and delete one session (the owner's id comes from the row itself)."""
-    owner, sid = row.user_id, row.id
+    """Rename, export and delete one session: the user's own, or for admins anyone's."""
+    sid = row.id
     new_title = st.text_input("Title", row.title, key=f"title-{sid}", max_chars=200)
     if st.button("Rename", key=f"rename-{sid}") and new_title != row.title:
-        apply(
-            lambda d: sessions.rename(d, user_id=owner, session_id=sid, title=new_title), "Renamed."
-        )
-    exports = write(
-        lambda d: {
-            "Markdown": sessions.export_markdown(d, r, user_id=owner, session_id=sid),
-            "JSON": sessions.export_json(d, r, user_id=owner, session_id=sid),
-        }
-    )
+        apply(lambda d: access.rename(d, actor=user, session_id=sid, title=new_title), "Renamed.")
     cols = st.columns(3)
-    for col, (kind, export) in zip(cols, exports.items(), strict=False):
+    for col, kind in zip(cols, sessions.EXPORT_KINDS, strict=False):
         col.download_button(
-            f"Export {kind}", export.data, export.filename, export.mime, key=f"{kind}-{sid}"
+            f"Export {kind.label}",
+            exporter(sid, kind.ext),
+            kind.filename(row),
+            kind.mime,
+            key=f"{kind.label}-{sid}",
+            on_click="ignore",
         )
     if S.get("confirm_delete") != sid:
         if cols[2].button("Delete…", key=f"delete-{sid}"):
             S["confirm_delete"] = sid
             st.rerun()
         return
-    st.warning(
-        f"Delete “{text.escape_markdown(row.title)}” and its {row.message_count:,} messages? "
-        "This cannot be undone; usage figures stay."
-    )
+    st.warning(sessions.delete_warning(row))
     yes, no = st.columns(2)
     if yes.button("Yes, delete", type="primary", key=f"yes-{sid}"):
         apply(
-            lambda d: sessions.delete(d, r, user_id=owner, session_id=sid),
+            lambda d: access.delete(d, r, actor=user, session_id=sid),
             "Session deleted.",
             then=lambda _: S.pop("confirm_delete", None),
         )

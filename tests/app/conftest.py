@@ -12,6 +12,7 @@ import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.Navigation_pb2 import Navigation
 from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
@@ -46,30 +47,44 @@ def chart_data(at: AppTest) -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture
-def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, tuple[bytes, str | None]]]:
-    """What each download button would deliver: media URL's file name -> (bytes, file name).
+def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, tuple[object, str | None]]]:
+    """What each download button would deliver, by the id its proto carries: (bytes, file
+    name) for data given at once, (the callable, file name) for data built on click.
 
-    AppTest keeps download data in an in-memory media store that it drops after each run;
+    AppTest keeps download data in an in-memory media manager that it drops after each run;
     this records what goes in, leaving Streamlit's behaviour unchanged."""
-    seen: dict[str, tuple[bytes, str | None]] = {}
+    seen: dict[str, tuple[object, str | None]] = {}
     original = MemoryMediaFileStorage.load_and_get_id
+    original_deferred = MediaFileManager.add_deferred
 
     def record(self, path_or_data, mimetype, kind, filename=None):  # type: ignore[no-untyped-def]
         file_id = original(self, path_or_data, mimetype, kind, filename)
         seen[file_id] = (path_or_data, filename)
         return file_id
 
+    def record_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kw):  # type: ignore[no-untyped-def]
+        file_id = original_deferred(self, data_callable, mimetype, coordinates, file_name, **kw)
+        seen[file_id] = (data_callable, file_name)
+        return file_id
+
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
     yield seen
 
 
 def download(
-    at: AppTest, seen: dict[str, tuple[bytes, str | None]], label: str
+    at: AppTest, seen: dict[str, tuple[object, str | None]], label: str
 ) -> tuple[bytes, str | None]:
-    """The bytes and file name behind the download button labelled ``label``."""
+    """The bytes and file name behind the download button labelled ``label``; data built on
+    click is built now, outside the script run, as Streamlit's download thread does."""
     (button,) = [b for b in at.get("download_button") if b.proto.label == label]
-    file_id = Path(button.proto.url).stem
-    return seen[file_id]
+    if button.proto.deferred_file_id:
+        build, name = seen[button.proto.deferred_file_id]
+        assert callable(build)
+        return build(), name
+    data, name = seen[Path(button.proto.url).stem]
+    assert isinstance(data, bytes)
+    return data, name
 
 
 @dataclass

@@ -14,7 +14,9 @@ from streamlit.testing.v1 import AppTest
 
 from core import clock, history, sessions, text
 from core.accounts import Identity
+from core.models import ConversationSession
 from tests.app.conftest import download
+from tests.support.fake_ollama import FakeOllama
 from tests.support.people import identity
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
@@ -209,3 +211,207 @@ def test_pages_through_many_sessions(page: Page, dbs: Session, r: redis.Redis) -
     assert at.caption[1].value == "Sessions 21–25 of 25"
     titles = [m.value for m in at.markdown if m.value.startswith("####")]
     assert titles == [f"#### s{i:02d}" for i in range(20, 25)]
+
+
+# --- opening a session in the chat page ------------------------------------------------------
+
+REPLY_STATS = {
+    "model": "llama3.2:3b",
+    "backend": "ollama",
+    "outcome": "ok",
+    "prompt_tokens": 180,
+    "completion_tokens": 42,
+    "ttft_ms": 212.4,
+    "duration_ms": 900.0,
+    "tokens_per_second": 61.3,
+    "estimated": False,
+}
+
+
+@pytest.fixture
+def bobs_talk(world: dict, dbs: Session, r: redis.Redis) -> uuid.UUID:
+    """Bob's conversation with a reply and its stats, as the chat records them."""
+    row = sessions.create(dbs, user_id=world["bob"].id, title="Bob's margins", model="llama3.2:3b")
+    history.append(r, session_id=row.id, message=history.make_message("user", "Gross margin?"))
+    reply = history.make_message("assistant", "Gross margin is 38%.", stats=REPLY_STATS)
+    history.append(r, session_id=row.id, message=reply)
+    sessions.touch(dbs, user_id=world["bob"].id, session_id=row.id, messages_added=2)
+    dbs.commit()
+    return row.id
+
+
+def open_in_chat(page: Page, who: Identity, link: str) -> AppTest:
+    """The chat page as a click on an "Open" link (``session=<id>``) shows it."""
+    at = page("chat", who)
+    at.query_params["session"] = link.removeprefix("session=")
+    return at.run()
+
+
+def chat_texts(at: AppTest) -> list[str]:
+    return [md.value for message in at.chat_message for md in message.markdown]
+
+
+def test_an_admin_opens_another_users_session_read_only(
+    page: Page, world: dict, bobs_talk: uuid.UUID, r: redis.Redis, ollama_env: FakeOllama
+) -> None:
+    at = page("sessions", world["root"]).run()
+    at.selectbox[0].set_value(world["bob"].id).run()
+    (link,) = [x for x in at.get("page_link") if x.proto.query_string == f"session={bobs_talk}"]
+
+    chat = open_in_chat(page, world["root"], link.proto.query_string)
+    assert not chat.exception and not chat.error
+    assert [i.value for i in chat.info] == [text.escape_markdown("Bob's conversation, read-only")]
+    assert chat_texts(chat) == ["Gross margin?", "Gross margin is 38%."]
+    assert "42 tokens · 61.3 tokens/s · first token 212 ms · llama3.2:3b" in [
+        c.value for c in chat.caption
+    ]
+    assert not chat.chat_input  # nothing can be typed as Bob
+    assert history.count(r, session_id=bobs_talk) == 2
+
+
+def test_a_prompt_kept_from_an_outage_is_not_offered_in_someone_elses_session(
+    page: Page, world: dict, bobs_talk: uuid.UUID, r: redis.Redis, ollama_env: FakeOllama
+) -> None:
+    from app.context import UNSENT_KEY
+
+    at = page("chat", world["root"])
+    at.session_state[UNSENT_KEY] = "Root's own question"
+    at.query_params["session"] = str(bobs_talk)
+    at.run()
+    assert not at.exception
+    assert "send_unsent" not in [b.key for b in at.button]
+    assert history.count(r, session_id=bobs_talk) == 2
+    assert at.session_state[UNSENT_KEY] == "Root's own question"  # kept for the admin's own chat
+
+
+def test_an_analyst_opening_someone_elses_id_sees_session_not_found(
+    page: Page, world: dict, bobs_talk: uuid.UUID, ollama_env: FakeOllama
+) -> None:
+    shown = {}
+    for case, sid in (("theirs", str(bobs_talk)), ("unknown", str(uuid.uuid4()))):
+        chat = open_in_chat(page, world["alice"], f"session={sid}")
+        assert not chat.exception
+        shown[case] = (
+            [e.value for e in chat.error],
+            [i.value for i in chat.info],
+            chat_texts(chat),
+            len(chat.chat_input),
+        )
+    assert shown["theirs"] == shown["unknown"] == (["Session not found."], [], [], 0)
+
+
+def test_a_deleted_session_opened_from_an_old_link_is_not_found(
+    page: Page, world: dict, ollama_env: FakeOllama
+) -> None:
+    sid = world["dcf"]
+    at = page("sessions", world["alice"]).run()
+    (link,) = [x for x in at.get("page_link") if x.proto.query_string == f"session={sid}"]
+    at.button(key=f"manage-{sid}").click().run()
+    at.button(key=f"delete-{sid}").click().run()
+    at.button(key=f"yes-{sid}").click().run()
+    assert [s.value for s in at.success] == ["Session deleted."]
+
+    chat = open_in_chat(page, world["alice"], link.proto.query_string)
+    assert not chat.exception
+    assert [e.value for e in chat.error] == ["Session not found."]
+    assert chat_texts(chat) == [] and not chat.chat_input
+    assert [b.label for b in chat.button if b.label == "Start a new chat"] == ["Start a new chat"]
+
+
+# --- admins moderate other users' sessions ---------------------------------------------------
+
+
+def test_an_admin_renames_another_users_session(page: Page, world: dict, dbs: Session) -> None:
+    sid = world["bobs"]
+    at = page("sessions", world["root"]).run()
+    at.selectbox[0].set_value(world["bob"].id).run()
+    at.button(key=f"manage-{sid}").click().run()
+    at.text_input(key=f"title-{sid}").set_value("Moderated title").run()
+    at.button(key=f"rename-{sid}").click().run()
+    assert [s.value for s in at.success] == ["Renamed."]
+    dbs.expire_all()
+    assert sessions.summary(dbs, user_id=world["bob"].id, session_id=sid).title == "Moderated title"
+    mine = [s.title for s in sessions.browse(dbs, user_id=world["alice"].id).items]
+    assert mine == ["DCF <b>model</b>", "Old budget"]
+
+
+def test_an_admin_exports_another_users_session(page: Page, world: dict, downloads: dict) -> None:
+    sid = world["bobs"]
+    at = page("sessions", world["root"]).run()
+    at.selectbox[0].set_value("all").run()
+    at.button(key=f"manage-{sid}").click().run()
+    js, name = download(at, downloads, "Export JSON")
+    body = json.loads(js)
+    assert name == f"ledger-bob-s-ebitda-{sid.hex[:8]}.json"
+    assert (body["session"]["owner"], body["session"]["id"]) == ("bob", str(sid))
+    assert [m["content"] for m in body["messages"]] == ["bob stuff"]
+
+
+def test_an_admin_deletes_another_users_session_and_only_that(
+    page: Page, world: dict, dbs: Session, r: redis.Redis
+) -> None:
+    sid = world["bobs"]
+    at = page("sessions", world["root"]).run()
+    at.selectbox[0].set_value("all").run()
+    at.button(key=f"manage-{sid}").click().run()
+    at.button(key=f"delete-{sid}").click().run()
+    at.button(key=f"yes-{sid}").click().run()
+    assert [s.value for s in at.success] == ["Session deleted."]
+    assert sessions.browse(dbs, user_id=world["bob"].id).total == 0
+    assert dbs.get(ConversationSession, sid) is None
+    assert history.count(r, session_id=sid) == 0
+    alices = [s.id for s in sessions.browse(dbs, user_id=world["alice"].id).items]
+    assert alices == [world["dcf"], world["old"]]
+    assert history.count(r, session_id=world["dcf"]) == 2
+    assert history.count(r, session_id=world["old"]) == 1
+
+
+def test_an_admin_deletes_old_sessions_of_the_chosen_user_only(
+    page: Page, world: dict, dbs: Session, r: redis.Redis
+) -> None:
+    bobs_old = conversation(dbs, r, world["bob"], "Bob's 2025", ["old"], timedelta(days=100))
+    dbs.commit()
+    at = page("sessions", world["root"]).run()
+    at.selectbox[0].set_value(world["bob"].id).run()
+    at.number_input(key="days").set_value(30).run()
+    assert "1 session(s) had no activity for 30 days." in [m.value for m in at.markdown]
+    at.checkbox(key="sure").check().run()
+    at.button(key="purge").click().run()
+    assert [s.value for s in at.success] == ["Deleted 1 session(s)."]
+    assert [s.id for s in sessions.browse(dbs, user_id=world["bob"].id).items] == [world["bobs"]]
+    assert history.count(r, session_id=bobs_old) == 0
+    # Alice's session of the same age is untouched.
+    assert world["old"] in [s.id for s in sessions.browse(dbs, user_id=world["alice"].id).items]
+    assert history.count(r, session_id=world["old"]) == 1
+
+
+def test_an_analyst_can_never_reach_another_users_sessions(
+    page: Page, world: dict, dbs: Session
+) -> None:
+    at = page("sessions", world["alice"])
+    # Whatever the browser's state says (a picked user, a selected session), an analyst's
+    # page lists, searches and manages only their own.
+    at.session_state["whose"] = world["bob"].id
+    at.session_state["selected"] = world["bobs"]
+    at.run()
+    assert not at.exception and not at.selectbox
+    keys = {b.key for b in at.button}
+    assert f"manage-{world['bobs']}" not in keys and f"rename-{world['bobs']}" not in keys
+    links = {x.proto.query_string for x in at.get("page_link")}
+    assert links == {f"session={world['dcf']}", f"session={world['old']}"}
+    at.text_input(key="query").set_value("bob").run()
+    assert at.caption[1].value.startswith("0 sessions match")
+    assert sessions.browse(dbs, user_id=world["bob"].id).total == 1
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_a_search_longer_than_allowed_says_so(page: Page, world: dict) -> None:
+    at = page("sessions", world["alice"]).run()
+    at.text_input(key="query").set_value("x" * 10_240).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"Search text is too long (10,240 characters); use at most {text.MAX_QUERY_CHARS:,}."
+    ]
+    assert not [m.value for m in at.markdown if m.value.startswith("####")]  # no stale list

@@ -3,8 +3,11 @@ empty ranges show an empty state, quotas show and can be set by admins."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core import clock, sessions, usage
 from core.accounts import Identity
 from core.config import get_settings
-from tests.app.conftest import chart_data
+from tests.app.conftest import ROOT, chart_data
 from tests.support.people import identity
 
 TODAY = datetime(2026, 4, 10, 15, 0, tzinfo=UTC)
@@ -192,3 +195,73 @@ def test_unknown_identity_is_asked_to_log_in(services_env: None) -> None:
     at = AppTest.from_file(str(ROOT / "pages" / "usage.py")).run()
     assert [w.value for w in at.warning] == ["Please log in."]
     assert not at.metric
+
+
+ESTIMATED = "Percentiles over all users are estimated from 1 % histogram buckets."
+
+
+def test_everyones_percentiles_over_the_exact_limit_are_marked_estimated(
+    page: Page, people: dict[str, Identity], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Everyone's default range holds 5 requests: at the limit they are exact, above it estimated.
+    monkeypatch.setattr(usage, "EXACT_PERCENTILE_ROWS", 5)
+    at = page("usage", people["root"]).run()
+    at.selectbox[0].set_value("all").run()
+    assert metrics(at)["Requests"] == "5"
+    assert ESTIMATED not in [c.value for c in at.caption]
+    monkeypatch.setattr(usage, "EXACT_PERCENTILE_ROWS", 4)
+    at.run()
+    assert not at.exception
+    assert ESTIMATED in [c.value for c in at.caption]
+    exact = np.median([200.0, 260.0, 600.0, 400.0])  # every first token in the range: 330 ms
+    shown = float(metrics(at)["Median time to first token"].removesuffix(" ms"))
+    assert shown == pytest.approx(exact, rel=0.01)  # within one 1 % bucket
+    at.selectbox[0].set_value(people["ann"].id).run()  # one user's are always exact
+    assert ESTIMATED not in [c.value for c in at.caption]
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """The SQL sent to PostgreSQL meanwhile, in order."""
+    from sqlalchemy import event
+
+    from core import db
+
+    sent: list[str] = []
+    engine = db.get_engine()
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+
+def usage_benchmark() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "usage_queries", ROOT / "benchmarks" / "usage_queries.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("whose", ["all", "ben"])
+def test_the_usage_benchmark_times_exactly_what_one_render_of_the_page_runs(
+    page: Page, people: dict[str, Identity], whose: str
+) -> None:
+    scope = None if whose == "all" else people[whose].id
+    at = page("usage", people["root"]).run()
+    with statements() as rendered:
+        at.selectbox[0].set_value("all" if scope is None else scope).run()
+    assert not at.exception and metrics(at)["Requests"]
+    with statements() as timed:
+        _, board = usage_benchmark().page_render(
+            None, viewer=people["root"], scope=scope, rng=usage.last_days(30)
+        )
+    assert not board.empty
+    assert len(rendered) >= 5 and timed == rendered

@@ -1,17 +1,24 @@
 """Per-user isolation in core: every function over sessions and usage is scoped by user_id,
-and another user's data behaves exactly like data that does not exist."""
+and another user's data behaves exactly like data that does not exist.
+
+``core.history`` is the storage layer, addressed by session id alone (its docstring says so);
+what pages and notebooks call is ``core.sessions`` and ``core.access``, checked here."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import history, sessions, usage
+from core import access, clock, history, sessions, text, usage
+from core.accounts import Identity
 from core.errors import NotFound
 from core.models import LlmCall
 from tests.support.people import make_user as new_user
@@ -23,6 +30,8 @@ PURE = {
     "clean_query",
     "describe",
     "match_notes",
+    "export_filename",
+    "delete_warning",
     "date_range",
     "last_days",
 }
@@ -61,27 +70,152 @@ def test_every_public_data_function_takes_user_id_keyword_only(module: object) -
     assert unscoped == []
 
 
-def test_session_functions_treat_anothers_session_as_missing(dbs: Session, r: redis.Redis) -> None:
+# Every public core.sessions function that takes a session id, called as ``uid`` on ``sid``.
+BY_ID: dict[str, Callable[[Session, redis.Redis, uuid.UUID, uuid.UUID], object]] = {
+    "get_for_owner": lambda d, r, uid, sid: sessions.get_for_owner(d, user_id=uid, session_id=sid),
+    "summary": lambda d, r, uid, sid: sessions.summary(d, user_id=uid, session_id=sid),
+    "rename": lambda d, r, uid, sid: sessions.rename(d, user_id=uid, session_id=sid, title="x"),
+    "touch": lambda d, r, uid, sid: sessions.touch(
+        d, user_id=uid, session_id=sid, messages_added=1
+    ),
+    "messages": lambda d, r, uid, sid: sessions.messages(d, r, user_id=uid, session_id=sid),
+    "conversation_frame": lambda d, r, uid, sid: sessions.conversation_frame(
+        d, r, user_id=uid, session_id=sid
+    ),
+    "export_json": lambda d, r, uid, sid: sessions.export_json(d, r, user_id=uid, session_id=sid),
+    "export_markdown": lambda d, r, uid, sid: sessions.export_markdown(
+        d, r, user_id=uid, session_id=sid
+    ),
+    "export": lambda d, r, uid, sid: sessions.export(d, r, user_id=uid, session_id=sid, ext="md"),
+    "delete": lambda d, r, uid, sid: sessions.delete(d, r, user_id=uid, session_id=sid),
+}
+
+
+def test_every_session_id_function_is_checked_below() -> None:
+    takes_an_id = {
+        name
+        for name, fn in inspect.getmembers(sessions, inspect.isfunction)
+        if not name.startswith("_")
+        and fn.__module__ == sessions.__name__
+        and "session_id" in inspect.signature(fn).parameters
+    }
+    assert takes_an_id == set(BY_ID)
+
+
+@pytest.mark.parametrize("name", sorted(BY_ID))
+def test_another_users_session_is_missing_to_every_function_by_id(
+    dbs: Session, r: redis.Redis, name: str
+) -> None:
     alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
     row = sessions.create(dbs, user_id=alice, title="Q3 numbers")
     history.append(r, session_id=row.id, message=history.make_message("user", "secret"))
-    calls = [
-        lambda sid: sessions.get_for_owner(dbs, user_id=bob, session_id=sid),
-        lambda sid: sessions.rename(dbs, user_id=bob, session_id=sid, title="mine now"),
-        lambda sid: sessions.touch(dbs, user_id=bob, session_id=sid, messages_added=1),
-        lambda sid: sessions.messages(dbs, r, user_id=bob, session_id=sid),
-        lambda sid: sessions.delete(dbs, r, user_id=bob, session_id=sid),
+    call = BY_ID[name]
+    with pytest.raises(NotFound) as theirs:
+        call(dbs, r, bob, row.id)
+    with pytest.raises(NotFound) as unknown:
+        call(dbs, r, bob, uuid.uuid4())
+    assert str(theirs.value) == str(unknown.value) == "Session not found."
+    assert sessions.count_for_owner(dbs, user_id=bob) == 0
+    mine = sessions.get_for_owner(dbs, user_id=alice, session_id=row.id)
+    assert (mine.title, mine.message_count) == ("Q3 numbers", 0)
+    assert [m["content"] for m in history.read_all(r, session_id=row.id)] == ["secret"]
+    call(dbs, r, alice, row.id)  # the owner is served (the refusal above is not a broken call)
+
+
+def test_searching_never_reads_another_users_history(dbs: Session, r: redis.Redis) -> None:
+    alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
+    theirs = sessions.create(dbs, user_id=alice, title="Q3 numbers")
+    history.append(r, session_id=theirs.id, message=history.make_message("user", "secret plan"))
+    mine = sessions.create(dbs, user_id=bob, title="Bob's notes")
+    history.append(r, session_id=mine.id, message=history.make_message("user", "no plan yet"))
+    for query in ("secret", "Q3", "plan"):
+        found = sessions.search(dbs, r, user_id=bob, query=query)
+        assert [h.session.id for h in found.hits] == ([mine.id] if query == "plan" else [])
+        assert (found.sessions_searched, found.messages_searched) == (1, 1)
+    assert [h.session.id for h in sessions.search(dbs, r, user_id=alice, query="secret").hits] == [
+        theirs.id
     ]
-    for call in calls:
+
+
+def test_bulk_deletes_count_and_remove_only_the_owners_sessions(
+    dbs: Session, r: redis.Redis
+) -> None:
+    alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
+    clock.set_source(lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    old = sessions.create(dbs, user_id=alice, title="old")
+    history.append(r, session_id=old.id, message=history.make_message("user", "keep"))
+    clock.set_source(None)
+    assert sessions.count_older_than(dbs, user_id=bob, days=30) == 0
+    assert sessions.delete_older_than(dbs, r, user_id=bob, days=30) == 0
+    assert history.count(r, session_id=old.id) == 1
+    assert sessions.count_older_than(dbs, user_id=alice, days=30) == 1
+
+
+# --- core.access: who may open or manage a session by id --------------------------------------
+
+
+def test_an_analyst_can_neither_open_nor_manage_anothers_session(
+    dbs: Session, r: redis.Redis
+) -> None:
+    alice, bob = new_user(dbs, "alice"), Identity.of(new_user(dbs, "bob"))
+    row = sessions.create(dbs, user_id=alice.id, title="Q3 numbers")
+    history.append(r, session_id=row.id, message=history.make_message("user", "secret"))
+    for call in (
+        lambda sid: access.session_owner(dbs, actor=bob, session_id=sid),
+        lambda sid: access.open_session(dbs, r, viewer=bob, session_id=sid),
+        lambda sid: access.rename(dbs, actor=bob, session_id=sid, title="mine now"),
+        lambda sid: access.export(dbs, r, actor=bob, session_id=sid, ext="json"),
+        lambda sid: access.delete(dbs, r, actor=bob, session_id=sid),
+    ):
         with pytest.raises(NotFound) as theirs:
             call(row.id)
         with pytest.raises(NotFound) as unknown:
             call(uuid.uuid4())
-        assert str(theirs.value) == str(unknown.value)
-    assert sessions.count_for_owner(dbs, user_id=bob) == 0
-    mine = sessions.get_for_owner(dbs, user_id=alice, session_id=row.id)
-    assert (mine.title, mine.message_count) == ("Q3 numbers", 0)
+        assert str(theirs.value) == str(unknown.value) == "Session not found."
+    assert sessions.get_for_owner(dbs, user_id=alice.id, session_id=row.id).title == "Q3 numbers"
     assert history.count(r, session_id=row.id) == 1
+
+
+def test_the_owner_opens_their_session_to_go_on_with_it(dbs: Session, r: redis.Redis) -> None:
+    alice = Identity.of(new_user(dbs, "alice"))
+    row = sessions.create(dbs, user_id=alice.id, title="Q3 numbers")
+    history.append(r, session_id=row.id, message=history.make_message("user", "mine"))
+    opened = access.open_session(dbs, r, viewer=alice, session_id=str(row.id))
+    assert (opened.read_only, opened.notice) == (False, None)
+    assert [m["content"] for m in opened.messages] == ["mine"]
+    assert access.session_owner(dbs, actor=alice, session_id=row.id) == alice.id
+
+
+def test_an_admin_reads_anothers_session_read_only(dbs: Session, r: redis.Redis) -> None:
+    alice = new_user(dbs, "alice", display_name="Alice Martin")
+    root = Identity.of(new_user(dbs, "root", "admin"))
+    row = sessions.create(dbs, user_id=alice.id, title="Q3 numbers")
+    history.append(r, session_id=row.id, message=history.make_message("user", "secret"))
+    opened = access.open_session(dbs, r, viewer=root, session_id=row.id)
+    assert opened.read_only
+    assert opened.notice == text.escape_markdown("Alice Martin's conversation, read-only")
+    assert (opened.session.id, opened.session.username) == (row.id, "alice")
+    assert [m["content"] for m in opened.messages] == ["secret"]
+    assert access.session_owner(dbs, actor=root, session_id=row.id) == alice.id
+    with pytest.raises(NotFound):
+        access.open_session(dbs, r, viewer=root, session_id=uuid.uuid4())
+
+
+def test_an_admin_moderates_exactly_the_session_named(dbs: Session, r: redis.Redis) -> None:
+    alice, bob = new_user(dbs, "alice"), new_user(dbs, "bob")
+    root = Identity.of(new_user(dbs, "root", "admin"))
+    theirs = sessions.create(dbs, user_id=alice.id, title="Q3 numbers")
+    other = sessions.create(dbs, user_id=bob.id, title="Bob's")
+    for row in (theirs, other):
+        history.append(r, session_id=row.id, message=history.make_message("user", row.title))
+    access.rename(dbs, actor=root, session_id=theirs.id, title="Moderated")
+    exported = json.loads(access.export(dbs, r, actor=root, session_id=theirs.id, ext="json").data)
+    assert (exported["session"]["owner"], exported["session"]["title"]) == ("alice", "Moderated")
+    access.delete(dbs, r, actor=root, session_id=theirs.id)
+    assert sessions.count_for_owner(dbs, user_id=alice.id) == 0
+    assert history.count(r, session_id=theirs.id) == 0
+    assert sessions.get_for_owner(dbs, user_id=bob.id, session_id=other.id).title == "Bob's"
+    assert history.count(r, session_id=other.id) == 1
 
 
 def test_usage_cannot_be_booked_on_anothers_session(dbs: Session) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,8 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, clock, demo, history, sessions, usage
+from core import accounts, chat, clock, demo, history, sessions, usage
+from core.chat import TurnStats
 from core.cli import main
 from core.errors import Conflict
 from core.models import ConversationSession, LlmCall
@@ -144,3 +146,22 @@ def test_histories_are_json_messages_core_history_can_read(
     assert all(m["error"] and not m["content"] for m in failed)
     answered = [m for m in replies if m.get("status") != "error"]
     assert answered and all(m["stats"]["model"] for m in answered)
+
+
+def test_replies_carry_the_stats_the_chat_records(
+    dbs: Session, r: redis.Redis, seeded: demo.SeedReport
+) -> None:
+    fields = {f.name for f in dataclasses.fields(TurnStats)}
+    rows = dbs.execute(select(ConversationSession.id, ConversationSession.completion_tokens))
+    for sid, completion_tokens in rows:
+        replies = [m for m in history.read_all(r, session_id=sid) if m["role"] == "assistant"]
+        assert all(set(m["stats"]) == fields for m in replies)
+        assert sum(m["stats"]["completion_tokens"] for m in replies) == completion_tokens
+    reply = next(
+        m
+        for sid in dbs.scalars(select(ConversationSession.id))
+        for m in history.read_all(r, session_id=sid)
+        if m.get("stats", {}).get("outcome") == "ok"
+    )
+    speed = reply["stats"]["tokens_per_second"]
+    assert speed > 0 and f"{speed:.1f} tokens/s" in chat.caption(reply["stats"])

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import accounts, history, sessions, usage
 from core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
-from core.models import LlmCall
+from core.models import ConversationSession, LlmCall
 from tests.strategies import any_text, ten_kilobytes
 from tests.support.people import PASSWORD
 from tests.support.people import make_user as new_user
@@ -168,9 +168,13 @@ def test_delete_session_removes_history_and_keeps_usage(dbs: Session, r: redis.R
         outcome="ok",
     )
     dbs.commit()
-    sessions.delete(dbs, r, user_id=uid, session_id=row.id)
+    sid = row.id
+    sessions.delete(dbs, r, user_id=uid, session_id=sid)
     dbs.commit()
-    assert history.count(r, session_id=row.id) == 0
+    assert history.count(r, session_id=sid) == 0
+    assert dbs.scalars(select(ConversationSession.id)).all() == []
+    with pytest.raises(NotFound):
+        sessions.get_for_owner(dbs, user_id=uid, session_id=sid)
     (call,) = dbs.scalars(select(LlmCall)).all()
     assert call.session_id is None and call.completion_tokens == 4
 

@@ -16,7 +16,7 @@ import redis
 from nbclient import NotebookClient
 from sqlalchemy.orm import Session
 
-from core import accounts, clock, history, sessions, usage
+from core import clock, history, sessions, usage
 from tests.support.people import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,9 @@ def kernel_spec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.undo()
 
 
-def run_notebook(name: str, parameters: dict[str, object], cwd: Path) -> tuple[nbformat.NotebookNode, dict]:
+def run_notebook(
+    name: str, parameters: dict[str, object], cwd: Path
+) -> tuple[nbformat.NotebookNode, dict]:
     """Execute notebooks/<name>.ipynb with its parameters cell replaced; return the executed
     notebook and the JSON summary its last cell prints."""
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -64,7 +66,9 @@ def run_notebook(name: str, parameters: dict[str, object], cwd: Path) -> tuple[n
     return nb, json.loads(printed)
 
 
-def record(dbs: Session, user_id, day: date, model: str, prompt: int, completion: int, ttft, outcome="ok") -> None:  # type: ignore[no-untyped-def]
+def record(  # type: ignore[no-untyped-def]
+    dbs: Session, user_id, day, model, prompt, completion, ttft, duration=1000.0, outcome="ok"
+) -> None:
     clock.set_source(lambda: datetime(day.year, day.month, day.day, 11, tzinfo=UTC))
     usage.record_call(
         dbs,
@@ -75,22 +79,34 @@ def record(dbs: Session, user_id, day: date, model: str, prompt: int, completion
         prompt_tokens=prompt,
         completion_tokens=completion,
         ttft_ms=ttft,
-        duration_ms=(ttft or 0) + 1000.0,
+        duration_ms=duration,
         outcome=outcome,
     )
+
+
+def speeds(rows: list[tuple], model: str) -> list[float]:  # type: ignore[type-arg]
+    """Tokens/s of the model's completed calls, as the usage page defines it: completion tokens
+    over the seconds after the first token."""
+    return [
+        completion * 1000.0 / (duration - ttft)
+        for _, _, m, _, completion, ttft, duration, outcome in rows
+        if m == model and outcome == "ok" and completion > 0 and ttft is not None
+    ]
 
 
 def test_usage_report_computes_the_inserted_figures(
     dbs: Session, kernel_spec: None, tmp_path: Path
 ) -> None:
     ann, ben = make_user(dbs, "ann"), make_user(dbs, "ben")
+    # (user, day, model, prompt, completion, ttft ms, duration ms, outcome)
     rows = [
-        (ann.id, D1, "llama3.2:3b", 100, 50, 200.0, "ok"),
-        (ann.id, D1, "llama3.2:3b", 120, 30, 300.0, "ok"),
-        (ann.id, D1 + timedelta(days=1), "qwen2.5:7b", 400, 0, None, "error"),
-        (ben.id, D1 + timedelta(days=2), "llama3.2:3b", 1000, 500, 500.0, "ok"),
-        (ben.id, D1 + timedelta(days=2), "qwen2.5:7b", 10, 10, 900.0, "ok"),
-        (ben.id, D1 + timedelta(days=9), "qwen2.5:7b", 7, 7, 7.0, "ok"),  # after END
+        (ann.id, D1, "llama3.2:3b", 100, 50, 200.0, 1200.0, "ok"),  # 50 tokens/s
+        (ann.id, D1, "llama3.2:3b", 120, 30, 300.0, 2300.0, "ok"),  # 15 tokens/s
+        (ann.id, D1 + timedelta(days=1), "qwen2.5:7b", 400, 0, None, 90.0, "error"),
+        (ben.id, D1 + timedelta(days=2), "llama3.2:3b", 1000, 500, 500.0, 8500.0, "ok"),  # 62.5
+        (ben.id, D1 + timedelta(days=2), "qwen2.5:7b", 10, 10, 900.0, 1400.0, "ok"),  # 20
+        (ben.id, D1 + timedelta(days=3), "qwen2.5:7b", 40, 12, 600.0, 900.0, "cancelled"),
+        (ben.id, D1 + timedelta(days=9), "qwen2.5:7b", 7, 7, 7.0, 8.0, "ok"),  # after END
     ]
     for row in rows:
         record(dbs, *row)
@@ -102,16 +118,27 @@ def test_usage_report_computes_the_inserted_figures(
         {"START": str(D1), "END": str(D1 + timedelta(days=4)), "DAYS": 30, "USERNAME": None},
         tmp_path,
     )
-    inside = rows[:5]
-    assert summary["requests"] == 5
-    assert summary["total_tokens"] == sum(p + c for _, _, _, p, c, _, _ in inside) == 2220
-    assert summary["error_rate"] == pytest.approx(1 / 5)
-    assert summary["tokens_by_model"] == {"llama3.2:3b": 150 + 150 + 1500, "qwen2.5:7b": 400 + 20}
+    inside = rows[:6]
+    assert summary["requests"] == 6
+    assert summary["total_tokens"] == sum(r[3] + r[4] for r in inside) == 2272
+    assert summary["error_rate"] == pytest.approx(1 / 6)
+    assert summary["tokens_by_model"] == {
+        "llama3.2:3b": 150 + 150 + 1500,
+        "qwen2.5:7b": 400 + 20 + 52,
+    }
     assert summary["days"] == 5  # the pivot has a row for every day of the range
     llama = [200.0, 300.0, 500.0]
     assert summary["ttft_p50_ms"]["llama3.2:3b"] == pytest.approx(np.percentile(llama, 50))
     assert summary["ttft_p95_ms"]["llama3.2:3b"] == pytest.approx(np.percentile(llama, 95))
-    assert summary["ttft_p50_ms"]["qwen2.5:7b"] == pytest.approx(900.0)
+    assert summary["ttft_p50_ms"]["qwen2.5:7b"] == pytest.approx(np.percentile([900.0, 600.0], 50))
+    # Generation speed counts completed calls only (not the error, not the cancelled reply).
+    assert speeds(inside, "llama3.2:3b") == [50.0, 15.0, 62.5]
+    assert speeds(inside, "qwen2.5:7b") == [20.0]
+    for model in ("llama3.2:3b", "qwen2.5:7b"):
+        for q in (50, 95):
+            expected = np.percentile(speeds(inside, model), q)
+            assert summary[f"tokens_per_s_p{q}"][model] == pytest.approx(expected), (model, q)
+    assert summary["tokens_per_s_p95"]["llama3.2:3b"] == pytest.approx(61.25)
     assert summary["error_calls"] == 1
 
 
@@ -136,26 +163,57 @@ def test_usage_report_for_one_user(dbs: Session, kernel_spec: None, tmp_path: Pa
         assert title in html and "vegaEmbed" in html  # the charts were drawn
 
 
+def reply_stats(
+    completion: int, tokens_per_second: float | None, ttft_ms: float | None, outcome: str
+) -> dict[str, object]:
+    """The stats the chat records with a reply (core.chat.TurnStats.as_dict())."""
+    return {
+        "model": "llama3.2:3b",
+        "backend": "ollama",
+        "outcome": outcome,
+        "prompt_tokens": 180,
+        "completion_tokens": completion,
+        "ttft_ms": ttft_ms,
+        "duration_ms": 2400.0,
+        "tokens_per_second": tokens_per_second,
+        "estimated": outcome != "ok",
+    }
+
+
+def plain(texts: list[str]) -> list[tuple[str, str, None, None]]:
+    """Alternating user and assistant messages without stats."""
+    return [(("user", "assistant")[j % 2], t, None, None) for j, t in enumerate(texts)]
+
+
+# Budget, the conversation the notebook reads: (role, content, stats, status)
+BUDGET = [
+    ("user", "Opex vs budget", None, None),
+    ("assistant", "The covenant test is in Q3.", reply_stats(42, 61.3, 212.4, "ok"), None),
+    ("user", "Thanks", None, None),
+    ("assistant", "You're", reply_stats(7, None, 950.0, "cancelled"), "interrupted"),
+]
+
+
 def test_session_explorer_finds_reads_and_exports(
     dbs: Session, r: redis.Redis, kernel_spec: None, tmp_path: Path
 ) -> None:
     nora = make_user(dbs, "nora")
     stranger = make_user(dbs, "stranger")
     made = {}
-    for i, (owner, title, texts) in enumerate(
+    for i, (owner, title, messages) in enumerate(
         [
-            (nora, "Covenant headroom", ["What is our headroom?", "About 20% of EBITDA."]),
-            (nora, "Budget", ["Opex vs budget", "The covenant test is in Q3.", "Thanks", "You're welcome"]),
-            (nora, "FX", ["Hedge ratio?", "Around 60%."]),
-            (stranger, "Covenant secrets", ["covenant covenant"]),
+            (nora, "Covenant headroom", plain(["What is our headroom?", "About 20% of EBITDA."])),
+            (nora, "Budget", BUDGET),
+            (nora, "FX", plain(["Hedge ratio?", "Around 60%."])),
+            (stranger, "Covenant secrets", plain(["covenant covenant"])),
         ]
     ):
         clock.set_source(lambda i=i: datetime(2026, 2, 1, 9, tzinfo=UTC) + timedelta(hours=i))
         row = sessions.create(dbs, user_id=owner.id, title=title)
-        for j, text in enumerate(texts):
-            role = "user" if j % 2 == 0 else "assistant"
-            history.append(r, session_id=row.id, message=history.make_message(role, text))
-        sessions.touch(dbs, user_id=owner.id, session_id=row.id, messages_added=len(texts))
+        for role, text, stats, status in messages:
+            message = history.make_message(role, text, stats=stats, status=status)
+            history.append(r, session_id=row.id, message=message)
+        sessions.touch(dbs, user_id=owner.id, session_id=row.id, messages_added=len(messages))
         made[title] = row.id
     dbs.commit()
     clock.set_source(None)
@@ -172,6 +230,28 @@ def test_session_explorer_finds_reads_and_exports(
     assert summary["chosen"] == "Budget"
     assert summary["messages"] == 4
     assert summary["roles"] == {"user": 2, "assistant": 2}
+    assert summary["conversation"] == [
+        {"role": role, "status": status or "complete", "content": text}
+        for role, text, _, status in BUDGET
+    ]
+    assert summary["reply_stats"] == [
+        {
+            "index": index,
+            "status": status or "complete",
+            "tokens": stats["completion_tokens"],
+            "tokens_per_s": stats["tokens_per_second"],
+            "ttft_ms": stats["ttft_ms"],
+        }
+        for index, (role, _, stats, status) in enumerate(BUDGET)
+        if role == "assistant" and stats is not None
+    ]
+    assert summary["reply_stats"][0] == {
+        "index": 1,
+        "status": "complete",
+        "tokens": 42,
+        "tokens_per_s": 61.3,
+        "ttft_ms": 212.4,
+    }
     suffix = made["Budget"].hex[:8]
     assert summary["files"] == [f"ledger-budget-{suffix}.md", f"ledger-budget-{suffix}.json"]
     assert summary["json_messages"] == 4
