@@ -18,8 +18,11 @@ Reported for one session alone (the baseline), then each N and way:
   - time to first token as the client sees it (prompt sent -> first words of the reply in a
     delta), p50 and p95; whole reply likewise; streams actually in flight;
   - added latency: TTFT p50/p95 minus TTFT p50 of one session alone;
-  - memory: the app process's RSS growth while the N sessions connected and chatted, / N;
   - the app's CPU time per stream.
+Memory per session is measured apart, for each N in a FRESH app process (so memory freed by
+earlier rounds cannot be reused and hide the growth): after a warm-up session, the process's
+RSS before N sessions connect, with the N connected and idle on the chat page, and after each
+has had its turns (still connected); reported as growth / N.
 Then the same rounds at N=20 against the minimal Streamlit chat (benchmarks/minimal_chat.py)
 as a reference for what Streamlit itself costs (--no-reference skips them).
 
@@ -73,7 +76,6 @@ class Round:
     n: int
     runs: list[Run]
     errors: list[str]
-    rss_growth: int
     wall: float
     cpu: float  # seconds of the app process's CPU time during the round
     mode: str = ""
@@ -117,39 +119,63 @@ def make_users(count: int) -> list[tuple[str, str]]:
     return tokens
 
 
+async def open_chat(url: str, token: str) -> tuple[StreamlitClient, list[str]]:
+    """A connected client on the loaded chat page, and what went wrong loading it."""
+    client = StreamlitClient(url, cookies={"ledger_auth": token} if token else None)
+    await client.connect()
+    page = await client.load()
+    if client.chat_input_id is None:
+        return client, [f"the chat page did not load: {page.alerts or page.exceptions}"]
+    return client, []
+
+
+async def chat(client: StreamlitClient, turns: int) -> tuple[list[Run], list[str]]:
+    """``turns`` prompts one after the other in one conversation."""
+    errors: list[str] = []
+    runs: list[Run] = []
+    for turn, prompt in enumerate(PROMPTS[:turns], 1):
+        run = await client.ask(prompt)
+        runs.append(run)
+        if os.environ.get("LOAD_DEBUG"):
+            bubble, first = _since(run, run.assistant), _since(run, run.first_text)
+            print(f"turn {turn}: {run.messages} messages drawn, reply bubble at {bubble}, "
+                  f"first text {first}")  # fmt: skip
+        expected = " ".join(["word"] * CHUNKS)
+        if run.exceptions or run.alerts:
+            errors.append("; ".join(run.exceptions + run.alerts)[:200])
+        elif run.prompt_shown != prompt:
+            errors.append(f"the new reply was not found after the prompt ({run.prompt_shown!r})")
+        elif run.text.strip() != expected or run.first_text is None:
+            errors.append(f"incomplete reply ({len(run.text)} characters)")
+    return runs, errors
+
+
+def _since(run: Run, t: float | None) -> str:
+    return "-" if t is None else f"{(t - run.sent) * 1000:.0f} ms"
+
+
 async def session(
     url: str, token: str, turns: int, start: asyncio.Event, spread: float
 ) -> tuple[list[Run], list[str]]:
-    client = StreamlitClient(url, cookies={"ledger_auth": token} if token else None)
-    errors: list[str] = []
-    runs: list[Run] = []
-    await client.connect()
+    client: StreamlitClient | None = None
     try:
-        page = await client.load()
-        if client.chat_input_id is None:
-            return runs, [f"the chat page did not load: {page.alerts or page.exceptions}"]
+        client, errors = await open_chat(url, token)
+        if errors:
+            return [], errors
         await start.wait()
         await asyncio.sleep(random.uniform(0, spread))
-        for prompt in PROMPTS[:turns]:
-            run = await client.ask(prompt)
-            runs.append(run)
-            expected = " ".join(["word"] * CHUNKS)
-            if run.exceptions or run.alerts:
-                errors.append("; ".join(run.exceptions + run.alerts)[:200])
-            elif run.text.strip() != expected or run.first_text is None:
-                errors.append(f"incomplete reply ({len(run.text)} characters)")
+        return await chat(client, turns)
     except Exception as exc:
-        errors.append(f"{type(exc).__name__}: {exc}"[:200])
+        return [], [f"{type(exc).__name__}: {exc}"[:200]]
     finally:
-        await client.close()
-    return runs, errors
+        if client is not None:
+            await client.close()
 
 
 async def one_round(
     url: str, tokens: list[str], turns: int, proc: Any, spread: float = 0.2
 ) -> Round:
     start = asyncio.Event()
-    before = proc.memory_info().rss
     tasks = [asyncio.create_task(session(url, t, turns, start, spread)) for t in tokens]
     await asyncio.sleep(0.5 + 0.02 * len(tokens))  # every page loaded (their runs are quick)
     t0, cpu0 = time.perf_counter(), sum(proc.cpu_times()[:2])
@@ -157,10 +183,62 @@ async def one_round(
     results = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
     cpu = sum(proc.cpu_times()[:2]) - cpu0
-    after = proc.memory_info().rss  # the sessions are still open (Streamlit keeps them)
     runs = [r for rs, _ in results for r in rs]
     errors = [e for _, es in results for e in es]
-    return Round(len(tokens), runs, errors, after - before, wall, cpu)
+    return Round(len(tokens), runs, errors, wall, cpu)
+
+
+@dataclass
+class Memory:
+    n: int
+    before: int  # RSS after a warm-up session, before the N connect (bytes)
+    idle: int  # with the N connected, the chat page loaded, idle
+    after: int  # after each had its turns, still connected
+    errors: list[str]
+
+
+SETTLE = 1.0  # seconds the server is left alone before its memory is read
+
+
+async def memory_round(url: str, tokens: list[str], turns: int, pid: int) -> Memory:
+    """RSS of a fresh app process before, with ``len(tokens) - 1`` idle sessions, and after
+    their turns (the first token is the warm-up session's)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    warm, errors = await open_chat(url, tokens[0])  # imports, first queries, caches
+    errors += (await chat(warm, 1))[1]
+    await warm.close()
+    await asyncio.sleep(SETTLE)
+    before = proc.memory_info().rss
+    opened = await asyncio.gather(*(open_chat(url, t) for t in tokens[1:]))
+    clients = [c for c, _ in opened]
+    errors += [e for _, es in opened for e in es]
+    await asyncio.sleep(SETTLE)
+    idle = proc.memory_info().rss
+    chats = await asyncio.gather(*(chat(c, turns) for c in clients))
+    errors += [e for _, es in chats for e in es]
+    await asyncio.sleep(SETTLE)
+    after = proc.memory_info().rss
+    for client in clients:
+        await client.close()
+    return Memory(len(clients), before, idle, after, errors)
+
+
+def memory_rounds(tokens: list[str], sizes: list[int], turns: int, log: Path) -> list[Memory]:
+    """One fresh app process per N."""
+    pool = iter(tokens)
+    found = []
+    for n in sizes:
+        app = AppServer({}, log_path=log)
+        app.start()
+        try:
+            batch = [next(pool) for _ in range(n + 1)]
+            pid = app._proc.pid  # type: ignore[union-attr]
+            found.append(asyncio.run(memory_round(app.url, batch, turns, pid)))
+        finally:
+            app.stop()
+    return found
 
 
 def main() -> None:
@@ -193,11 +271,17 @@ def main() -> None:
         from core.config import get_settings
 
         get_settings.cache_clear()
-        tokens = [t for _, t in make_users(2 + 2 * sum(args.sessions))]
+        tokens = [t for _, t in make_users(2 + 3 * sum(args.sessions) + len(args.sessions))]
         print(f"Ledger {app.url}; fake Ollama {fake.url} in its own process: {CHUNKS} chunks "
               f"{DELAY * 1000:.0f} ms apart; {args.turns} turns per session; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-        report("Ledger", rounds_on(app, tokens, args.sessions, args.turns))
+        report("Ledger", rounds_on(app, tokens[: 2 + 2 * sum(args.sessions)], args.sessions,
+                                   args.turns))  # fmt: skip
+        app.stop()  # the memory rounds start their own processes
+        report_memory(
+            memory_rounds(tokens[2 + 2 * sum(args.sessions) :], args.sessions, args.turns,
+                          tmp / "memory.log"), args.turns,
+        )  # fmt: skip
         if not args.no_reference:
             minimal = AppServer({}, log_path=tmp / "minimal.log")
             servers.append(minimal)
@@ -239,6 +323,23 @@ def rounds_on(
     return rounds
 
 
+def report_memory(rounds: list[Memory], turns: int) -> None:
+    mib = 2**20
+    print()
+    print("Memory: a fresh app process for each N, RSS after a warm-up session (before), with")
+    print(f"the N connected and idle on the chat page, and after {turns} turns each (connected).")
+    print(f"{'sessions':>8} {'before':>10} {'idle':>10} {'after':>10} {'MiB/session idle':>16} "
+          f"{'MiB/session after turns':>23} {'errors':>6}")  # fmt: skip
+    for m in rounds:
+        print(
+            f"{m.n:>8} {m.before / mib:6.1f} MiB {m.idle / mib:6.1f} MiB {m.after / mib:6.1f} MiB "
+            f"{(m.idle - m.before) / m.n / mib:16.2f} {(m.after - m.before) / m.n / mib:23.2f} "
+            f"{len(m.errors):>6}"
+        )  # fmt: skip
+        for e in sorted(set(m.errors))[:5]:
+            print(f"         error: {e}")
+
+
 def report(title: str, rounds: list[Round]) -> None:
     if os.environ.get("LOAD_DEBUG"):
         for r in rounds:
@@ -250,8 +351,7 @@ def report(title: str, rounds: list[Round]) -> None:
     print("flight); burst: all N press Enter within 200 ms. Added = TTFT minus TTFT p50 alone.")
     print(f"{'sessions':>8} {'mode':>6} {'in flight':>9} {'streams':>7} {'errors':>6} "
           f"{'TTFT p50':>9} {'TTFT p95':>9} {'added p50':>9} {'added p95':>9} "
-          f"{'reply p50':>9} {'reply p95':>9} {'MiB/session':>11} "
-          f"{'CPU ms/stream':>13}")  # fmt: skip
+          f"{'reply p50':>9} {'reply p95':>9} {'CPU ms/stream':>13}")  # fmt: skip
     for r in rounds:
         t, w = r.ttfts, r.totals
         ms = lambda v: f"{v * 1000:6.0f} ms"  # noqa: E731
@@ -259,7 +359,7 @@ def report(title: str, rounds: list[Round]) -> None:
             f"{r.n:>8} {r.mode:>6} {r.in_flight:9.1f} {len(r.runs):>7} {len(r.errors):>6} "
             f"{ms(pct(t, .5))} {ms(pct(t, .95))} {ms(pct(t, .5) - base)} "
             f"{ms(pct(t, .95) - base)} {ms(pct(w, .5))} {ms(pct(w, .95))} "
-            f"{r.rss_growth / r.n / 2**20:11.1f} {r.cpu / max(1, len(r.runs)) * 1000:13.0f}"
+            f"{r.cpu / max(1, len(r.runs)) * 1000:13.0f}"
         )  # fmt: skip
         for e in sorted(set(r.errors))[:5]:
             print(f"         error: {e}")

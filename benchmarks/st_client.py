@@ -7,7 +7,11 @@ query string and widget states, and read ``ForwardMsg``s (deltas, ``page_info_ch
 nothing, so a hundred of them cost the client little and the figures are the server's.
 
 Timing is taken when a message arrives: ``first_text`` is the first Markdown delta inside the
-assistant's chat message (the first streamed words), ``done`` is ``script_finished``.
+NEW assistant message (the first streamed words), ``done`` is ``script_finished``. A turn's run
+first redraws the conversation so far, then adds the prompt and the reply's bubble: the new
+reply is the chat message after the ones the previous run drew (and the one after the prompt),
+and only text inside it (by delta path) counts. Counting any assistant bubble timed the redraw
+of the previous reply on every turn after the first.
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ class Run:
 
     sent: float
     first_delta: float | None = None  # the run has started and sends elements
-    assistant: float | None = None  # the assistant's bubble opened (the turn has started)
+    assistant: float | None = None  # the new reply's bubble opened (the turn has started)
     first_text: float | None = None
     done: float | None = None
     text: str = ""
+    messages: int = 0  # chat messages the run drew (history, prompt, reply)
+    prompt_shown: str | None = None  # the text of the message before the new reply
     alerts: list[str] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
 
@@ -60,7 +66,10 @@ class StreamlitClient:
         self._reader: asyncio.Task[None] | None = None
         self._run: Run | None = None
         self._finished: asyncio.Event = asyncio.Event()
-        self._in_assistant = False
+        self._drawn = 0  # chat messages the last finished run drew
+        self._reply_at: int | None = None  # index of the new reply's message in this run
+        self._prompt_path: tuple[int, ...] | None = None  # the message before it
+        self._reply_path: tuple[int, ...] | None = None
 
     async def connect(self) -> None:
         cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -91,9 +100,9 @@ class StreamlitClient:
         state = BackMsg().rerun_script.widget_states.widgets.add()
         state.id = self.chat_input_id
         state.chat_input_value.CopyFrom(ChatInputValue(data=prompt))
-        return await self._rerun([state])
+        return await self._rerun([state], reply_at=self._drawn + 1)
 
-    async def _rerun(self, widgets: list[Any]) -> Run:
+    async def _rerun(self, widgets: list[Any], reply_at: int | None = None) -> Run:
         msg = BackMsg()
         msg.rerun_script.query_string = self.query_string
         msg.rerun_script.page_script_hash = self.page_script_hash
@@ -101,9 +110,10 @@ class StreamlitClient:
             msg.rerun_script.widget_states.widgets.add().CopyFrom(w)
         self._run = run = Run(sent=time.perf_counter())
         self._finished.clear()
-        self._in_assistant = False
+        self._reply_at, self._prompt_path, self._reply_path = reply_at, None, None
         await self._ws.send(msg.SerializeToString())
         await self._finished.wait()
+        self._drawn = run.messages
         return run
 
     async def _read(self) -> None:
@@ -122,15 +132,22 @@ class StreamlitClient:
                     run.done = now
                 self._finished.set()
             elif kind == "delta" and run is not None:
-                self._delta(msg.delta, run, now)
+                self._delta(msg.delta, tuple(msg.metadata.delta_path), run, now)
 
-    def _delta(self, delta: Any, run: Run, now: float) -> None:
+    def _delta(self, delta: Any, path: tuple[int, ...], run: Run, now: float) -> None:
         if run.first_delta is None:
             run.first_delta = now
         which = delta.WhichOneof("type")
         if which == "add_block" and delta.add_block.WhichOneof("type") == "chat_message":
-            self._in_assistant = delta.add_block.chat_message.name == "assistant"
-            if self._in_assistant and run.assistant is None:
+            index, run.messages = run.messages, run.messages + 1
+            if self._reply_at is not None and index == self._reply_at - 1:
+                self._prompt_path = path
+            if (
+                self._reply_at is not None
+                and index == self._reply_at
+                and delta.add_block.chat_message.name == "assistant"
+            ):
+                self._reply_path = path
                 run.assistant = now
             return
         if which != "new_element":
@@ -143,10 +160,17 @@ class StreamlitClient:
             run.alerts.append(element.alert.body)
         elif etype == "exception":
             run.exceptions.append(f"{element.exception.type}: {element.exception.message}")
-        elif etype == "markdown" and self._in_assistant:
+        elif etype == "markdown":
             body = element.markdown.body
-            is_caption = element.markdown.element_type == Markdown.CAPTION
-            if body and not is_caption:
+            if not body or element.markdown.element_type == Markdown.CAPTION:
+                return
+            if _inside(path, self._prompt_path) and run.prompt_shown is None:
+                run.prompt_shown = body
+            elif _inside(path, self._reply_path):
                 if run.first_text is None:
                     run.first_text = now
                 run.text = body
+
+
+def _inside(path: tuple[int, ...], block: tuple[int, ...] | None) -> bool:
+    return block is not None and len(path) > len(block) and path[: len(block)] == block

@@ -1,12 +1,14 @@
 """Faults injected into real servers while an analyst chats in a real browser.
 
 The app (`streamlit run`, one process for the module) uses servers this module owns and
-breaks on purpose: a redis-server (append-only file synced on every write, as production
-would run it), a PostgreSQL 16 on a TCP port, and a fake Ollama server in a process of its
-own (so it can be SIGKILLed mid-reply). LLM timeouts are small and the tests hold the app to
-them. For each fault: the page says clearly what is wrong, the app recovers when the service
-is back WITHOUT being restarted, and no message the app acknowledged is lost (messages are
-counted in Redis and PostgreSQL before and after).
+breaks on purpose: a redis-server (append-only file synced every second, as production runs
+it; its disk can be filled for real, see tests/support/redis_server.py), a PostgreSQL 16 on a
+TCP port, and a fake Ollama server in a process of its own (so it can be SIGKILLed mid-reply,
+held at a known chunk, or replaced by a port that answers no connection). LLM timeouts are
+small and the tests hold the app to them. For each fault: the page says clearly what is
+wrong, the app recovers when the service is back WITHOUT being restarted, and no message the
+app acknowledged is lost (messages are counted in Redis and PostgreSQL before and after).
+docs/faults.md tabulates these scenarios.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +35,9 @@ pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "fay.analyst", "faults are facts of life"
 MODEL = "llama3.2:3b"
+CONNECT_TIMEOUT = 1.0  # LLM_CONNECT_TIMEOUT_SECONDS for the app
 READ_TIMEOUT = 1.5  # LLM_READ_TIMEOUT_SECONDS for the app: a silent server fails this fast
+HELD = 5  # chunks of REPLY sent before a held reply waits (for less than READ_TIMEOUT)
 REPLY = (
     "Net debt is total borrowings minus cash and equivalents; divide it by EBITDA to see how "
     "many years of operating profit would repay it."
@@ -45,7 +49,9 @@ REPLY = (
 
 @pytest.fixture(scope="module")
 def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("fault-redis"), persistent=True)
+    server = RedisServer(
+        tmp_path_factory.mktemp("fault-redis"), persistent=True, appendfsync="everysec"
+    )
     server.start()
     yield server
     server.stop()
@@ -90,7 +96,7 @@ def app(
             "LLM_BACKEND": "ollama",
             "OLLAMA_HOST": llm.url,
             "OLLAMA_MODEL": MODEL,
-            "LLM_CONNECT_TIMEOUT_SECONDS": "1",
+            "LLM_CONNECT_TIMEOUT_SECONDS": str(CONNECT_TIMEOUT),
             "LLM_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT),
             "LOGIN_SLEEP_TIME": "2",
         },
@@ -118,7 +124,11 @@ def chat(
     """A new chat on a healthy system; every server is healthy again after the test."""
     llm.script(reply=REPLY, delay=0.01)
     yield Chat(page, own_redis, own_pg)
-    own_redis.client().config_set("maxmemory", 0) if _answers(own_redis) else own_redis.start()
+    if _answers(own_redis):
+        own_redis.free_disk()
+        own_redis.client().config_set("maxmemory", 0)
+    else:
+        own_redis.start()
     if own_pg.pid() is None or not _pg_answers(own_pg):
         own_pg.start()
     if llm._proc is None:
@@ -126,11 +136,19 @@ def chat(
     llm.script(reply=REPLY, delay=0.01)
 
 
+def _chunks(reply: str) -> list[str]:
+    """The chunks the fake server streams for ``reply`` (words, each with its leading space)."""
+    words = reply.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
 def _answers(server: RedisServer) -> bool:
     try:
         return bool(server.client().ping())
     except redis.ConnectionError:
         return False
+    except redis.ResponseError:  # MISCONF: it answers, but refuses writes (and PING)
+        return True
 
 
 def _pg_answers(server: PostgresServer) -> bool:
@@ -165,35 +183,64 @@ class Chat:
             assert time.monotonic() < deadline, "the reply never started"
             time.sleep(0.02)  # polling the page
 
+    def break_mid_reply(
+        self, llm: FakeOllamaProcess, prompt: str, fault: Callable[[], object]
+    ) -> None:
+        """Send ``prompt``; once the prompt is stored and HELD chunks of the reply have been
+        sent, ``fault()`` breaks something; then the rest of the reply is let go (when the
+        server still runs) and the page settles."""
+        llm.script(reply=REPLY, delay=0.01, hold=HELD)
+        self.start_asking(prompt)
+        llm.wait_held()
+        fault()
+        if llm._proc is not None:
+            llm.release()
+        b.idle(self.page)
+
     @property
     def session_id(self) -> uuid.UUID:
         match = re.search(r"[?&]session=([0-9a-f-]{36})", self.page.url)
         assert match, self.page.url
         return uuid.UUID(match.group(1))
 
-    def stored(self) -> list[tuple[str, str, str]]:
-        """(role, content, status) of every message Redis holds for this session."""
+    def stored(self, sid: uuid.UUID | None = None) -> list[tuple[str, str, str]]:
+        """(role, content, status) of every message Redis holds for this session (or ``sid``)."""
         import json
 
-        raw = self.redis_server.client().lrange(f"session:{self.session_id}", 0, -1)
+        raw = self.redis_server.client().lrange(f"session:{sid or self.session_id}", 0, -1)
         return [
             (m["role"], m["content"], m.get("status", "complete")) for m in map(json.loads, raw)
         ]
 
-    def row(self) -> dict[str, Any] | None:
-        """The session's row in PostgreSQL, and its usage rows."""
+    def counts(self) -> tuple[int, int]:
+        """(messages in Redis, message_count in PostgreSQL) for this session."""
+        row = self.row()
+        return len(self.stored()), -1 if row is None else int(row["message_count"])
+
+    def row(self, sid: uuid.UUID | None = None) -> dict[str, Any] | None:
+        """The session's row in PostgreSQL (or ``sid``'s), and its usage rows."""
+        sid = sid or self.session_id
         with create_engine(self.pg.url).connect() as conn:
             found = conn.execute(
                 text("SELECT message_count, title FROM conversation_sessions WHERE id = :id"),
-                {"id": self.session_id},
+                {"id": sid},
             ).first()
             calls = conn.execute(
                 text("SELECT outcome FROM llm_calls WHERE session_id = :id ORDER BY created_at"),
-                {"id": self.session_id},
+                {"id": sid},
             ).scalars()
             return None if found is None else {
                 "message_count": found[0], "title": found[1], "calls": list(calls)
             }  # fmt: skip
+
+    def stored_once_replied(self, sid: uuid.UUID, within: float = 15.0) -> list[Any]:
+        """The session's messages once its reply is stored (by a run this page no longer
+        shows)."""
+        deadline = time.monotonic() + within
+        while len(stored := self.stored(sid)) < 2:
+            assert time.monotonic() < deadline, f"no reply was stored: {stored}"
+            time.sleep(0.05)  # polling Redis
+        return stored
 
     def shown(self) -> list[str]:
         return [" ".join(t.split()) for t in self.page.locator(b.MESSAGE).all_inner_texts()]
@@ -252,26 +299,18 @@ def test_a_reply_streamed_while_redis_went_down_is_saved_when_redis_is_back(
 ) -> None:
     chat.ask("What is net debt?")
     before = chat.stored()
-    llm.script(reply=REPLY, delay=0.08)
-    chat.start_asking("Why divide by EBITDA?", until_text=10)
-    chat.redis_server.stop()
-    b.idle(chat.page)
-    if chat.errors():
-        # A rerun met Redis down before we looked (the login cookie component reports back
-        # now and then, which reruns the page and ends the reply's run): the storage error
-        # page holds what the reply had reached instead.
-        (kept,) = chat.offered()
-        assert kept and REPLY.startswith(kept)
-        unsent = None
-    else:
-        kept = REPLY
-        assert REPLY in chat.shown()[-1]  # the whole reply is on screen
-        assert "The reply was not saved" in chat.warnings()
-        assert "saves it as soon as the store answers again" in chat.warnings()
-        unsent = "Thanks. And interest cover?"
-        chat.ask(unsent)  # Redis still down: the page says why
-        assert "cannot reach its storage" in chat.errors()
-        assert chat.offered() == [unsent, REPLY]
+    assert chat.counts() == (2, 2)
+    # The rest of the reply arrives with Redis down.
+    chat.break_mid_reply(llm, "Why divide by EBITDA?", chat.redis_server.stop)
+    assert REPLY in chat.shown()[-1]  # the whole reply is on screen
+    warning = chat.warnings()
+    assert "Redis is not reachable at" in warning and "The reply was not saved" in warning
+    assert "saves it as soon as the store answers again" in warning
+    assert chat.row()["message_count"] == 3  # type: ignore[index]  # the prompt, counted
+    unsent = "Thanks. And interest cover?"
+    chat.ask(unsent)  # Redis still down: the page says why, and holds both texts
+    assert "cannot reach its storage" in chat.errors()
+    assert chat.offered() == [unsent, REPLY]
 
     chat.redis_server.start()
     chat.comes_back()
@@ -279,12 +318,12 @@ def test_a_reply_streamed_while_redis_went_down_is_saved_when_redis_is_back(
     assert after[:2] == before
     assert [m[:2] for m in after[2:]] == [
         ("user", "Why divide by EBITDA?"),  # acknowledged before the stream
-        ("assistant", kept),  # saved when Redis came back
+        ("assistant", REPLY),  # saved when Redis came back
     ]
-    assert chat.row()["message_count"] == 4  # type: ignore[index]
-    if unsent:
-        chat.send_unsent()
-        assert [m[:2] for m in chat.stored()[4:]] == [("user", unsent), ("assistant", REPLY)]
+    assert chat.counts() == (4, 4)
+    chat.send_unsent()
+    assert [m[:2] for m in chat.stored()[4:]] == [("user", unsent), ("assistant", REPLY)]
+    assert chat.counts() == (6, 6)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
@@ -341,25 +380,32 @@ def test_postgresql_crashing_while_a_reply_streams_keeps_the_reply_and_later_its
 def test_an_llm_server_that_dies_mid_reply_is_reported_and_the_partial_reply_kept(
     chat: Chat, llm: FakeOllamaProcess
 ) -> None:
-    llm.script(reply=REPLY, delay=0.08)
-    chat.start_asking("What is net debt?", until_text=20)
-    llm.kill()  # SIGKILL: the kernel closes its sockets mid-stream
-    b.idle(chat.page)
-    partial = b.last_reply_text(chat.page)
-    assert 20 <= len(partial) < len(REPLY)
-    assert "Reply failed" in chat.errors()
-    stored = chat.stored()
-    assert stored[1][0] == "assistant" and stored[1][2] == "error"
-    assert stored[1][1] == partial  # what was shown is what was kept
+    chat.ask("What is net debt?")
+    before = chat.stored()
+    # SIGKILL: the kernel closes the server's sockets mid-stream.
+    chat.break_mid_reply(llm, "And net debt to EBITDA?", llm.kill)
+    partial = "".join(_chunks(REPLY)[:HELD])
+    assert b.last_reply_text(chat.page) == partial  # what had arrived stays on screen
+    assert "Reply failed: The connection to Ollama at" in chat.errors()
+    assert "dropped before the reply was complete" in chat.errors()
+    broken = chat.stored()
+    assert broken == [
+        *before,
+        ("user", "And net debt to EBITDA?", "complete"),
+        ("assistant", partial, "error"),  # what was shown is what was kept
+    ]
+    assert chat.counts() == (4, 4)
 
     llm.start()  # same port; the app is not restarted
     llm.script(reply=REPLY, delay=0.01)
     chat.ask("Try again please.")
-    assert [m[:2] for m in chat.stored()][2:] == [
+    assert chat.stored()[:4] == broken
+    assert [m[:2] for m in chat.stored()[4:]] == [
         ("user", "Try again please."),
         ("assistant", REPLY),
     ]
-    assert chat.row()["calls"] == ["error", "ok"]  # type: ignore[index]
+    assert chat.counts() == (6, 6)
+    assert chat.row()["calls"] == ["ok", "error", "ok"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("after", [0, 3], ids=["before-the-first-word", "mid-reply"])
@@ -372,13 +418,47 @@ def test_a_hanging_llm_server_times_out_as_configured(
     waited = time.monotonic() - started
     assert f"sent nothing for {READ_TIMEOUT:g} s" in chat.errors()
     assert READ_TIMEOUT <= waited < READ_TIMEOUT + 4, waited
-    stored = chat.stored()
-    assert stored[0][:2] == ("user", "What is net debt?")
-    assert stored[1][2] == "error"
+    partial = "".join(_chunks(REPLY)[:after])
+    assert b.last_reply_text(chat.page) == partial  # '' when nothing came
+    assert chat.stored() == [
+        ("user", "What is net debt?", "complete"),
+        ("assistant", partial, "error"),
+    ]
+    assert chat.counts() == (2, 2)
+    assert chat.row()["calls"] == ["error"]  # type: ignore[index]
 
     llm.script(reply=REPLY, delay=0.01)
     chat.ask("Try again please.")
     assert chat.stored()[3][:2] == ("assistant", REPLY)
+    assert chat.counts() == (4, 4)
+
+
+def test_an_llm_server_that_accepts_no_connection_is_reported_unreachable(
+    chat: Chat, llm: FakeOllamaProcess
+) -> None:
+    chat.ask("What is net debt?")
+    with llm.unanswering():  # its port listens, but its backlog is full: SYNs go unanswered
+        started = time.monotonic()
+        chat.ask("And net debt to EBITDA?")
+        waited = time.monotonic() - started
+        assert "Reply failed: Ollama is not reachable at" in chat.errors()
+        assert "no connection within the connect timeout" in chat.errors()
+        # Bounded by the connect timeout (the reply's connection, and the sidebar's model
+        # list when it is due to be asked again), not by the kernel's SYN retries (minutes).
+        assert CONNECT_TIMEOUT <= waited < 2 * CONNECT_TIMEOUT + 6, waited
+        assert chat.stored()[2:] == [
+            ("user", "And net debt to EBITDA?", "complete"),
+            ("assistant", "", "error"),
+        ]
+        assert chat.counts() == (4, 4)
+
+    llm.script(reply=REPLY, delay=0.01)  # the server is back on the same port
+    chat.ask("Try again please.")
+    assert chat.stored()[4:] == [
+        ("user", "Try again please.", "complete"),
+        ("assistant", REPLY, "complete"),
+    ]
+    assert chat.row()["calls"] == ["ok", "error", "ok"]  # type: ignore[index]
 
 
 # --- a store that refuses writes -----------------------------------------------------------
@@ -392,9 +472,126 @@ def test_redis_out_of_memory_refuses_the_prompt_clearly_and_offers_it_back(chat:
     assert "refused to store it: it is out of memory" in chat.errors()
     chat.page.get_by_text("Your prompt (not sent)").click()
     assert chat.page.locator("[data-testid=stCode]").inner_text() == "And gearing?"  # to copy
-    assert chat.stored() == before
+    assert chat.stored() == before and chat.counts() == (2, 2)  # nothing half-written
 
     chat.redis_server.client().config_set("maxmemory", 0)
     chat.ask("And gearing?")
     assert chat.stored()[:2] == before
     assert [m[:2] for m in chat.stored()[2:]] == [("user", "And gearing?"), ("assistant", REPLY)]
+    assert chat.counts() == (4, 4)
+
+
+def test_redis_unable_to_write_its_full_disk_is_explained_and_the_prompt_sent_once_freed(
+    chat: Chat,
+) -> None:
+    chat.ask("What is net debt?")
+    before = chat.stored()
+    answer = chat.redis_server.fill_disk()  # its append-only file can grow no more
+    # Redis 6.2's answer to every write, and to PING too (so the app's storage check sees it).
+    assert answer == "MISCONF Errors writing to the AOF file: No space left on device"
+    chat.ask("And gearing?")
+    assert "cannot reach its storage" in chat.errors()
+    assert f"{answer}." in chat.errors()  # the reason, in Redis's own words
+    assert chat.offered() == ["And gearing?"]  # the prompt is not lost
+    assert chat.stored() == before and chat.counts() == (2, 2)  # nothing half-written
+
+    chat.redis_server.free_disk()  # on the running server; the app is not restarted
+    chat.comes_back()
+    chat.send_unsent()
+    assert chat.errors() == ""
+    assert chat.stored()[:2] == before
+    assert [m[:2] for m in chat.stored()[2:]] == [("user", "And gearing?"), ("assistant", REPLY)]
+    assert chat.counts() == (4, 4)
+
+
+def test_a_reply_redis_cannot_write_to_its_full_disk_is_kept_and_saved_once_freed(
+    chat: Chat, llm: FakeOllamaProcess
+) -> None:
+    chat.ask("What is net debt?")
+    before = chat.stored()
+    chat.break_mid_reply(llm, "Why divide by EBITDA?", chat.redis_server.fill_disk)
+    assert REPLY in chat.shown()[-1]  # the whole reply stays on screen
+    warning = chat.warnings()
+    assert "refused to store it: it cannot write to its disk" in warning
+    assert "The reply was not saved" in warning
+    assert "saves it as soon as the store answers again" in warning
+    prompt = ("user", "Why divide by EBITDA?", "complete")
+    assert chat.stored() == [*before, prompt]
+    assert chat.counts() == (3, 3)  # the acknowledged prompt is stored and counted
+    unsent = "And interest cover?"
+    chat.ask(unsent)  # the disk is still full: the page says why, and holds both texts
+    assert "cannot reach its storage" in chat.errors() and "MISCONF" in chat.errors()
+    assert chat.offered() == [unsent, REPLY]
+
+    chat.redis_server.free_disk()
+    chat.comes_back()  # and saves the reply it held
+    assert chat.stored() == [*before, prompt, ("assistant", REPLY, "complete")]
+    assert chat.counts() == (4, 4)
+    chat.send_unsent()
+    assert [m[:2] for m in chat.stored()[4:]] == [("user", unsent), ("assistant", REPLY)]
+    assert chat.counts() == (6, 6)
+
+
+# --- the analyst stops the reply, or leaves ------------------------------------------------
+
+
+def test_stop_reply_keeps_the_partial_reply_marked_interrupted(
+    chat: Chat, llm: FakeOllamaProcess
+) -> None:
+    llm.script(reply=REPLY, delay=0.08)  # about 2 s of streaming
+    chat.start_asking("What is net debt?", until_text=20)
+    b.click_and_settle(chat.page, chat.page.get_by_role("button", name="Stop reply"))
+    (question, answer) = chat.stored()
+    assert question[:2] == ("user", "What is net debt?")
+    role, partial, status = answer
+    assert (role, status) == ("assistant", "interrupted")
+    assert 20 <= len(partial) < len(REPLY) and REPLY.startswith(partial)
+    assert b.page_messages(chat.page)[-1] == partial  # the text so far stays in the page
+    stopped = "Reply stopped before the end"
+    assert stopped in chat.warnings()
+    assert chat.page.get_by_role("button", name="Stop reply").count() == 0
+
+    chat.reload()
+    assert b.page_messages(chat.page) == ["What is net debt?", partial]
+    assert stopped in chat.warnings()  # marked, from history
+    assert chat.counts() == (2, 2)
+    assert chat.row()["calls"] == ["cancelled"]  # type: ignore[index]
+
+
+def test_leaving_for_another_page_mid_reply_saves_the_partial_reply(
+    chat: Chat, llm: FakeOllamaProcess
+) -> None:
+    llm.script(reply=REPLY, delay=0.08)
+    chat.start_asking("What is net debt?", until_text=20)
+    sid = chat.session_id
+    b.go(chat.page, "Usage")
+    try:
+        (question, answer) = chat.stored_once_replied(sid)
+        assert question[:2] == ("user", "What is net debt?")
+        role, partial, status = answer
+        assert (role, status) == ("assistant", "interrupted")
+        assert 20 <= len(partial) < len(REPLY) and REPLY.startswith(partial)
+        row = chat.row(sid)
+        assert row is not None and (row["message_count"], row["calls"]) == (2, ["cancelled"])
+    finally:
+        b.go(chat.page, "Chat")
+
+
+def test_closing_the_tab_mid_reply_saves_the_partial_reply(
+    chat: Chat, llm: FakeOllamaProcess
+) -> None:
+    llm.script(reply=REPLY, delay=0.08)
+    tab = chat.page.context.new_page()  # the same login, in a second tab
+    tab.goto(chat.page.url.split("?")[0])
+    b.idle(tab)
+    other = Chat(tab, chat.redis_server, chat.pg)
+    other.start_asking("What is net debt?", until_text=20)
+    sid = other.session_id
+    tab.close()
+    (question, answer) = chat.stored_once_replied(sid)
+    assert question[:2] == ("user", "What is net debt?")
+    role, partial, status = answer
+    assert (role, status) == ("assistant", "interrupted")  # the closed tab ended the run
+    assert 20 <= len(partial) < len(REPLY) and REPLY.startswith(partial)
+    row = chat.row(sid)
+    assert row is not None and (row["message_count"], row["calls"]) == (2, ["cancelled"])

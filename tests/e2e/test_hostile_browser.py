@@ -1,8 +1,10 @@
 """HTML and JavaScript typed by a user or written by a model are shown as text and never run,
 in a real browser: the prompt, the reply (live while it streams and again from history), the
 session title on the Sessions page (also as a search result), the display name in the sidebar,
-and the exported file's name. Markdown in replies is rendered (bold, tables) but a
-``javascript:`` link is not a working link.
+and the exported file's name. Markdown in replies is rendered (bold, tables, with hostile
+cells shown as text) but a ``javascript:`` link is not a working link. A hostile
+``?session=`` value (HTML, JavaScript, path traversal, SQL, control characters, a huge one)
+reads "Session not found." and changes nothing.
 
 Every check looks for three things: no dialog opened, no injected element exists in the page
 (no <script> or <img> coming from user text, no element with an inline event handler from it,
@@ -14,8 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from sqlalchemy import text
 
 from core import accounts, db
 from tests.support import browser as b
@@ -178,3 +182,91 @@ def test_the_checker_sees_an_injected_element(page: Any) -> None:
     found = tab.evaluate(INJECTED_JS)
     assert found["pwned"] == "1" and any("onerror" in f for f in found["found"])
     tab.close()
+
+
+# --- a session id from the URL -------------------------------------------------------------
+
+HOSTILE_SESSIONS = {
+    "script": "<script>window.__pwned='session'</script>",
+    "img": '"><img src=x onerror="window.__pwned=\'img\'">',
+    "traversal": "../../../../etc/passwd",
+    "sql": "' OR '1'='1'; DROP TABLE conversation_sessions; --",
+    "nul-and-newline": "\x00\r\nSet-Cookie: pwned=1",
+    "huge": "9" * 12_000,
+}
+
+
+def _rows() -> tuple[int, int]:
+    with db.session_scope() as session:
+        found = session.execute(
+            text(
+                "SELECT (SELECT count(*) FROM conversation_sessions), (SELECT count(*) FROM users)"
+            )
+        ).one()
+    return int(found[0]), int(found[1])
+
+
+def _tab(page: Any, url: str) -> Any:
+    """A second tab with the same login, counting dialogs as the module's page does."""
+    tab = page.context.new_page()
+    tab.dialogs = []
+    tab.on("dialog", lambda d: (tab.dialogs.append(d.message), d.dismiss()))
+    tab.goto(url)
+    b.idle(tab)
+    return tab
+
+
+@pytest.mark.parametrize("value", HOSTILE_SESSIONS.values(), ids=HOSTILE_SESSIONS.keys())
+def test_a_hostile_session_id_in_the_url_is_not_found_and_nothing_runs(
+    page: Any, app: AppServer, value: str
+) -> None:
+    before = _rows()
+    tab = _tab(page, f"{app.url}/?session={quote(value, safe='')}")
+    try:
+        assert b.main_text(tab).count("Session not found.") == 1
+        assert tab.locator(b.ERROR).all_inner_texts() == ["Session not found."]
+        assert tab.get_by_role("button", name="Start a new chat").count() == 1
+        assert tab.locator(b.MESSAGE).count() == 0
+        assert_nothing_ran(tab)
+        assert not any(c["name"] == "pwned" for c in tab.context.cookies())
+    finally:
+        tab.close()
+    assert _rows() == before  # the SQL in it was never SQL
+
+
+# --- markdown tables in a reply ------------------------------------------------------------
+
+TABLE_REPLY = (
+    "Leverage of the two peers:\n\n"
+    "| Company | Net debt / EBITDA | Note |\n"
+    "|---|---:|---|\n"
+    "| **Acme** | 2.1x | <img src=x onerror=\"window.__pwned='cell'\"> |\n"
+    "| <script>window.__pwned='td'</script> | 3.4x | [x](javascript:window.__pwned='a') |\n"
+)
+
+
+def test_a_markdown_table_in_a_reply_renders_as_a_table_with_hostile_cells_as_text(
+    page: Any, app: AppServer, fake: FakeOllama
+) -> None:
+    fake.script(reply=TABLE_REPLY, delay=0.005)
+    tab = _tab(page, app.url)
+    try:
+        b.ask(tab, "Compare leverage, as a table.")
+        b.sample_reply_growth(tab)
+        table = tab.locator(b.MESSAGE).last.locator("table")
+        assert table.count() == 1
+        cells = table.evaluate(
+            "t => [...t.rows].map(r => [...r.cells].map(c => c.innerText.trim()))"
+        )
+        assert cells == [
+            ["Company", "Net debt / EBITDA", "Note"],
+            ["Acme", "2.1x", "<img src=x onerror=\"window.__pwned='cell'\">"],
+            ["<script>window.__pwned='td'</script>", "3.4x", "x"],
+        ]
+        assert table.locator("strong").inner_text() == "Acme"  # markdown in a cell renders
+        hrefs = [a.get_attribute("href") or "" for a in table.locator("a").all()]
+        assert not any(re.match(r"\s*javascript:", h, re.I) for h in hrefs), hrefs
+        assert_nothing_ran(tab)
+    finally:
+        tab.close()
+        fake.script(reply=REPLY, delay=0.01)

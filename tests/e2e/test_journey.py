@@ -2,9 +2,9 @@
 
 register -> log in -> ask a finance question -> the reply streams in with its stats caption ->
 reload shows the history -> Sessions: find it by a word of the reply, rename, export, delete ->
-Usage charts the request -> log out -> the gate is back. Then /metrics of that same app
-process holds exactly that one turn (issue 7's check "metrics with the right labels and values
-after one scripted chat turn").
+Usage charts the request (read from each bar's data label) -> log out -> the gate is back.
+Then /metrics of that same app process holds exactly that one turn (issue 7's check "metrics
+with the right labels and values after one scripted chat turn").
 
 The app runs in its own process (`streamlit run`) against the suite's PostgreSQL and Redis and a
 fake Ollama server that streams a scripted reply with small pauses between chunks. The journey
@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ class Journey:
     redis_keys_after_delete: int = -1
     usage_figures: dict[str, str] = field(default_factory=dict)
     chart_marks: int = 0
+    chart_bars: dict[str, list[str]] = field(default_factory=dict)  # chart title -> bar labels
     login_form_after_logout: bool = False
     cookie_after_logout: bool = True
     metrics_before: dict[tuple[str, frozenset[tuple[str, str]]], float] = field(
@@ -215,6 +217,7 @@ def _walk(page: Any, context: Any, app: AppServer, seen: Journey) -> None:
     while page.locator(b.CHART).count() < 4 and time.monotonic() < deadline:
         page.wait_for_timeout(100)
     seen.chart_marks = page.locator(b.CHART).count()
+    seen.chart_bars = b.chart_bars(page)
     seen.usage_figures = b.metric_values(page)
 
     # Log out: the gate is back, and stays after a reload.
@@ -277,9 +280,31 @@ def test_rename_export_and_delete_work_from_the_sessions_page(journey: Journey) 
 
 
 def test_the_usage_page_charts_the_new_request(journey: Journey) -> None:
-    assert journey.chart_marks >= 4
     assert journey.usage_figures["Requests"] == "1"
     assert journey.usage_figures["Error rate"] == "0.0%"
+    assert journey.chart_marks >= 4
+    # Each bar is labelled with its data (Vega-Lite's ARIA description): the one request,
+    # on today's date (UTC), with the tokens the model server reported for it.
+    day = f"Day: {datetime.now(UTC):%b %d, %Y}"
+    prompt, completion = journey.reported["prompt_eval_count"], journey.reported["eval_count"]
+    bars = journey.chart_bars
+    (tokens,) = bars["Tokens per day by model"]
+    assert tokens.endswith(
+        f"{day}; model: {MODEL}; tokens: {prompt + completion}; prompt_tokens: {prompt}; "
+        f"completion_tokens: {completion}; requests: 1"
+    ), tokens
+    assert bars["Requests per day by outcome"] == [
+        f"Day (UTC): {day[5:]}; Requests: 1; Outcome: ok; {day}; outcome: ok; requests: 1"
+    ]
+    # Time to first token: median and p95 of the one request are the caption's figure.
+    shown_ttft = re.search(r"first token ([\d,]+) ms", journey.caption)
+    assert shown_ttft
+    ttft = [
+        float(re.search(r"value: ([\d.]+)$", bar).group(1))  # type: ignore[union-attr]
+        for bar in bars["Time to first token (ms) per model"]
+    ]
+    assert len(ttft) == 2 and ttft[0] == ttft[1]
+    assert f"{ttft[0]:,.0f}" == shown_ttft.group(1)
 
 
 def test_logging_out_brings_the_gate_back(journey: Journey) -> None:

@@ -158,6 +158,23 @@ def metric_values(page: Any) -> dict[str, str]:
     )
 
 
+def chart_bars(page: Any) -> dict[str, list[str]]:
+    """Each Vega-Lite chart's bars, by chart title: the label Vega-Lite gives every bar for
+    screen readers ("Day: Dec 02, 2026; outcome: ok; requests: 1"), which carries the data
+    the page sent for it."""
+    return dict(
+        page.evaluate(
+            """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')].map(c => {
+                 const title = c.querySelector('[aria-roledescription=title]');
+                 const name = title ? title.getAttribute('aria-label')
+                   .replace(/^Title text '(.*)'$/, '$1') : '';
+                 return [name, [...c.querySelectorAll('[aria-roledescription=bar]')]
+                   .map(e => e.getAttribute('aria-label'))];
+               })"""
+        )
+    )
+
+
 def ask(page: Any, prompt: str) -> None:
     """Type a prompt in the chat input and press Enter (does not wait)."""
     box = page.locator(CHAT_INPUT)

@@ -23,6 +23,11 @@ Failure modes for the test to script: ``error`` (an error line after ``after`` c
 bytes after ``after`` chunks; ``after=0`` sends not even the headers), ``status`` (an HTTP
 error status before any content).
 
+Holding a reply at a known point (``hold=N``): after N content chunks the stream pauses until
+``release()`` (or the client hangs up, or the server stops); ``wait_held()`` returns once a
+stream has reached that point, so a test can break something else at a known moment of the
+reply and then let it go on. A release lasts until the next ``script()``.
+
 Usage::
 
     with FakeOllama(models=["llama3.2:3b"]) as server:
@@ -51,7 +56,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,6 +81,7 @@ class Script:
     error: str = "an error was encountered while running the model: unexpected EOF"
     status: int = 500  # for failure="status"
     load_duration_ns: int = 2_000_000
+    hold: int | None = None  # content chunks sent before the stream waits for release()
 
 
 def _now() -> str:
@@ -151,6 +157,23 @@ class _Handler(BaseHTTPRequestHandler):
                     break
         self.close_connection = True
 
+    def _hold(self) -> bool:
+        """Wait for ``release()``; False when the client went away or the server stops."""
+        fake = self.server.fake
+        released, sock = fake._released, self.connection
+        fake._held.set()
+        while not released.is_set():
+            if fake._stopping.is_set():
+                return False
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                try:
+                    if not sock.recv(1, socket.MSG_PEEK):
+                        return False
+                except OSError:
+                    return False
+        return True
+
     def _drop(self) -> None:
         self.wfile.flush()
         with contextlib.suppress(OSError):
@@ -181,6 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"models": [fake._tag(m) for m in fake.models]})
         elif self.path == "/api/ps":
             self._json(200, {"models": []})
+        elif self.path == "/__fake__/held":
+            self._json(200, {"held": fake._held.is_set()})
         else:
             self._json(404, {"error": "404 page not found"})
 
@@ -207,6 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, fake._show(model))
         elif self.path == "/__fake__/script":
             fake.script(**body)
+            self._json(200, {"ok": True})
+        elif self.path == "/__fake__/release":
+            fake.release()
             self._json(200, {"ok": True})
         else:
             self._json(404, {"error": "404 page not found"})
@@ -279,6 +307,9 @@ class _Handler(BaseHTTPRequestHandler):
             for text in chunks:
                 if script.failure is not None and sent == script.after:
                     break
+                if sent == script.hold and not self._hold():
+                    self.close_connection = True
+                    return
                 pause = script.delay + (script.first_delay if sent == 0 else 0.0)
                 if pause:
                     time.sleep(pause)
@@ -320,6 +351,8 @@ class FakeOllama:
     _script: Script = field(default_factory=Script)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _held: threading.Event = field(default_factory=threading.Event)  # a stream reached hold
+    _released: threading.Event = field(default_factory=threading.Event)
     _server: _Server | None = None
     _thread: threading.Thread | None = None
 
@@ -375,11 +408,13 @@ class FakeOllama:
         after: int | None = None,
         error: str | None = None,
         status: int | None = None,
+        hold: int | None = None,
     ) -> FakeOllama:
         """Set what the following chat requests get (unset arguments reset to defaults).
 
         ``reply``: the chunks (a string is split into words, spaces kept with them);
-        ``chunks=N``: N one-word chunks instead; ``delay``: seconds before each chunk.
+        ``chunks=N``: N one-word chunks instead; ``delay``: seconds before each chunk;
+        ``hold=N``: pause after N chunks until ``release()``.
         """
         base = Script()
         parts: tuple[str, ...] = base.chunks
@@ -397,11 +432,23 @@ class FakeOllama:
             ("after", after),
             ("error", error),
             ("status", status),
+            ("hold", hold),
         ):
             if value is not None:
                 updates[key] = value
+        self._released.set()  # a stream still held by the previous script goes on
+        self._held, self._released = threading.Event(), threading.Event()
         self._script = replace(base, **updates)
         return self
+
+    def wait_held(self, timeout: float = 15.0) -> None:
+        """Return once a stream has sent ``hold`` chunks and waits (TimeoutError if none)."""
+        if not self._held.wait(timeout):
+            raise TimeoutError(f"no reply reached its hold point within {timeout:g} s")
+
+    def release(self) -> None:
+        """Let held streams (and later ones of this script) go on to the end."""
+        self._released.set()
 
     # --- bodies ------------------------------------------------------------------------------
 
@@ -475,15 +522,61 @@ class FakeOllamaProcess:
         return self
 
     def script(self, **kwargs: Any) -> None:
+        self._post("/__fake__/script", kwargs)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import urllib.request
 
         request = urllib.request.Request(  # noqa: S310 (http on loopback)
-            f"{self.url}/__fake__/script",
-            data=json.dumps(kwargs).encode(),
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback)
-            answer.read()
+            result: dict[str, Any] = json.loads(answer.read())
+        return result
+
+    def wait_held(self, timeout: float = 15.0) -> None:
+        """As ``FakeOllama.wait_held``, asked over HTTP."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            url = f"{self.url}/__fake__/held"
+            with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (loopback)
+                if json.loads(answer.read())["held"]:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no reply reached its hold point within {timeout:g} s")
+            time.sleep(0.02)  # polling the server's state
+
+    def release(self) -> None:
+        self._post("/__fake__/release", {})
+
+    @contextlib.contextmanager
+    def unanswering(self) -> Iterator[None]:
+        """Within the block nothing answers on the server's port: the process is stopped and
+        a socket listens there with a backlog of zero that one connection fills, so the
+        kernel drops every further SYN and a client's connect() hangs (until its connect
+        timeout), as with a host that is down or firewalled. The server starts again after."""
+        self.stop()
+        hole = socket.socket()
+        fill = socket.socket()
+        try:
+            hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            hole.bind(("127.0.0.1", self.port))
+            hole.listen(0)
+            fill.connect(("127.0.0.1", self.port))  # the one place in the accept queue
+            with socket.socket() as probe:  # check the premise: a connect() does hang
+                probe.settimeout(0.3)
+                with contextlib.suppress(TimeoutError):
+                    probe.connect(("127.0.0.1", self.port))
+                    raise RuntimeError("a connection was accepted: the backlog is not full")
+            yield
+        finally:
+            fill.close()
+            hole.close()
+            self.start()
 
     def kill(self) -> None:
         if self._proc is not None:

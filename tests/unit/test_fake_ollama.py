@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 
 import ollama
 import pytest
 
-from tests.support.fake_ollama import FakeOllama
+from tests.support.fake_ollama import FakeOllama, FakeOllamaProcess
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,56 @@ def test_show_can_leave_the_context_length_out_and_tags_can_be_empty() -> None:
         assert fake.shown == [fake.model]
         fake.models = ()
         assert client.list().models == []
+
+
+def _stream_into(host: str, model: str, out: queue.Queue[str | None]) -> threading.Thread:
+    """Stream a chat reply on a thread, putting each chunk's text in ``out`` (None at the end)."""
+
+    def run() -> None:
+        client = ollama.Client(host=host)
+        for part in client.chat(
+            model=model, messages=[{"role": "user", "content": "?"}], stream=True
+        ):
+            if part.message.content:
+                out.put(part.message.content)
+        out.put(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _drain(out: queue.Queue[str | None]) -> list[str | None]:
+    got: list[str | None] = []
+    while not out.empty():
+        got.append(out.get_nowait())
+    return got
+
+
+@pytest.mark.parametrize("where", ["in-process", "own-process"])
+def test_a_held_reply_waits_after_the_chunks_asked_for_until_released(where: str) -> None:
+    fake = FakeOllama() if where == "in-process" else FakeOllamaProcess()
+    fake.start()
+    try:
+        fake.script(reply=["One", " two", " three", " four"], hold=2)
+        out: queue.Queue[str | None] = queue.Queue()
+        thread = _stream_into(fake.url, fake.model, out)
+        fake.wait_held()
+        assert [out.get(timeout=5), out.get(timeout=5)] == ["One", " two"]
+        assert out.empty() and thread.is_alive()  # held: nothing more, not finished
+        fake.release()
+        thread.join(5)
+        assert _drain(out) == [" three", " four", None]
+    finally:
+        fake.stop()
+
+
+def test_a_new_script_lets_a_held_reply_go_on(server: FakeOllama) -> None:
+    """A test that ends while a reply is held does not leave it held for the next one."""
+    server.script(reply=["One", " two"], hold=1)
+    out: queue.Queue[str | None] = queue.Queue()
+    thread = _stream_into(server.url, server.model, out)
+    server.wait_held()
+    server.script(reply="Next.")
+    thread.join(5)
+    assert _drain(out) == ["One", " two", None]
