@@ -57,6 +57,11 @@ def startup_problem() -> str | None:
     if not failed:
         return None
     lines = "; ".join(f"{check.name}: {check.detail.rstrip('.')}" for check in failed)
+    if all(check.refused for check in failed):
+        return (
+            f"Ledger's storage answers but refuses to store anything, so no page can open. "
+            f"{lines}. This page comes back by itself when it accepts writes again."
+        )
     return (
         f"Ledger cannot reach its storage, so no page can open. {lines}. Start the service "
         "(or fix DATABASE_URL / REDIS_URL): this page comes back by itself when it answers."

@@ -48,7 +48,7 @@ from core.errors import (
     StorageRefused,
 )
 from core.llm import Backend, ChatMessage, Usage
-from core.services import engine_url_of, first_line, redis_url_of
+from core.services import engine_url_of, first_line, redis_refusal, redis_url_of
 
 SessionFactory = Callable[[], Session]
 
@@ -257,27 +257,9 @@ def _db_url(db: Session) -> str:
     return engine_url_of(bind if isinstance(bind, Engine) else bind.engine)
 
 
-def _redis_refusal(exc: BaseException) -> str | None:
-    """Why a Redis that answers refused a write, in words an analyst can pass on; None when
-    the error is not a refusal of that kind."""
-    if isinstance(exc, redis.OutOfMemoryError):
-        return (
-            "it is out of memory (maxmemory reached); an administrator must free memory or "
-            "raise maxmemory."
-        )
-    if isinstance(exc, redis.ReadOnlyError):
-        return "it is a read-only replica; REDIS_URL must name the primary."
-    if isinstance(exc, redis.ResponseError) and "MISCONF" in str(exc):
-        return (
-            "it cannot write to its disk (full or not writable); an administrator must free "
-            "disk space."
-        )
-    return None
-
-
 def _redis_unavailable(r: redis.Redis, exc: BaseException) -> ServiceUnavailable:
     metrics.STORAGE_ERRORS.labels(service="redis").inc()
-    refusal = _redis_refusal(exc)
+    refusal = redis_refusal(exc)
     if refusal is not None:
         return StorageRefused("Redis", redis_url_of(r), refusal)
     return ServiceUnavailable("Redis", redis_url_of(r), str(exc) or type(exc).__name__)

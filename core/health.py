@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core import metrics
-from core.errors import LedgerError
+from core.errors import LedgerError, StorageRefused
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
 
@@ -30,6 +30,7 @@ class Check:
     ok: bool
     detail: str
     ms: float
+    refused: bool = False  # it answers, but refuses writes (disk full, out of memory...)
 
 
 Probe = Callable[[], Check]
@@ -37,14 +38,16 @@ Probe = Callable[[], Check]
 
 def _timed(name: str, probe: Any) -> Check:
     started = time.perf_counter()
+    refused = False
     try:
         detail = probe() or "ok"
         ok = True
     except LedgerError as exc:
-        detail, ok = str(exc), False
+        detail, ok, refused = str(exc), False, isinstance(exc, StorageRefused)
     except Exception as exc:  # a health probe reports, it never raises
         detail, ok = f"{type(exc).__name__}: {exc}", False
-    return Check(name, ok, str(detail), round((time.perf_counter() - started) * 1000, 1))
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    return Check(name, ok, str(detail), ms, refused)
 
 
 def check_postgres() -> Check:

@@ -37,7 +37,13 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from core.config import Settings, get_settings
-from core.errors import ConfigError, DataDirectoryError, LedgerError, ServiceUnavailable
+from core.errors import (
+    ConfigError,
+    DataDirectoryError,
+    LedgerError,
+    ServiceUnavailable,
+    StorageRefused,
+)
 from core.urls import redact_url, sqlalchemy_url
 
 if TYPE_CHECKING:
@@ -771,13 +777,36 @@ def redis_url_of(client: redis.Redis) -> str:
 
 
 def ping_redis(client: redis.Redis) -> None:
-    """Raise ``ServiceUnavailable`` with a one-line reason unless Redis answers."""
+    """Raise ``ServiceUnavailable`` with a one-line reason unless Redis answers, or
+    ``StorageRefused`` when it answers but refuses writes (a full disk refuses PING too)."""
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
+        refusal = redis_refusal(exc)
+        if refusal is not None:
+            raise StorageRefused("Redis", redis_url_of(client), refusal) from None
         password = client.connection_pool.connection_kwargs.get("password")
         reason = _redis_reason(exc, password)
         raise ServiceUnavailable("Redis", redis_url_of(client), reason) from None
+
+
+def redis_refusal(exc: BaseException) -> str | None:
+    """Why a Redis that answers refused a write, in words an analyst can pass on; None when
+    the error is not a refusal of that kind."""
+    if isinstance(exc, redis.OutOfMemoryError):
+        return (
+            "it is out of memory (maxmemory reached); an administrator must free memory or "
+            "raise maxmemory."
+        )
+    if isinstance(exc, redis.ReadOnlyError):
+        return "it is a read-only replica; REDIS_URL must name the primary."
+    if isinstance(exc, redis.ResponseError) and "MISCONF" in str(exc):
+        said = str(exc).splitlines()[0].rstrip(".")
+        return (
+            f"it cannot write to its disk (full or not writable; Redis says: {said}); "
+            "an administrator must free disk space."
+        )
+    return None
 
 
 def _redis_reason(exc: BaseException, password: str | None) -> str:

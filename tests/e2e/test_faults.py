@@ -490,8 +490,11 @@ def test_redis_unable_to_write_its_full_disk_is_explained_and_the_prompt_sent_on
     # Redis 6.2's answer to every write, and to PING too (so the app's storage check sees it).
     assert answer == "MISCONF Errors writing to the AOF file: No space left on device"
     chat.ask("And gearing?")
-    assert "cannot reach its storage" in chat.errors()
-    assert f"{answer}." in chat.errors()  # the reason, in Redis's own words
+    # Said as what it is: Redis answers but refuses to store (not "start the service").
+    assert "refuses to store anything" in chat.errors()
+    assert "cannot reach its storage" not in chat.errors()
+    assert "it cannot write to its disk" in chat.errors() and "free disk space" in chat.errors()
+    assert f"Redis says: {answer}" in chat.errors()  # the reason, in Redis's own words too
     assert chat.offered() == ["And gearing?"]  # the prompt is not lost
     assert chat.stored() == before and chat.counts() == (2, 2)  # nothing half-written
 
@@ -520,7 +523,7 @@ def test_a_reply_redis_cannot_write_to_its_full_disk_is_kept_and_saved_once_free
     assert chat.counts() == (3, 3)  # the acknowledged prompt is stored and counted
     unsent = "And interest cover?"
     chat.ask(unsent)  # the disk is still full: the page says why, and holds both texts
-    assert "cannot reach its storage" in chat.errors() and "MISCONF" in chat.errors()
+    assert "refuses to store anything" in chat.errors() and "MISCONF" in chat.errors()
     assert chat.offered() == [unsent, REPLY]
 
     chat.redis_server.free_disk()

@@ -38,7 +38,7 @@ def test_all_probes_ok_is_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert healthy
     assert body == {
         "status": "ok",
-        "checks": {"ok": {"name": "ok", "ok": True, "detail": "ok", "ms": 0.1}},
+        "checks": {"ok": {"name": "ok", "ok": True, "detail": "ok", "ms": 0.1, "refused": False}},
     }
 
 
@@ -78,6 +78,7 @@ def test_a_hung_probe_cannot_hold_the_report_past_its_deadline(
         "ok": False,
         "detail": "no answer within 0.3 s",
         "ms": 300.0,
+        "refused": False,
     }
     assert body["checks"]["ok"]["ok"] is True
     json.dumps(body)  # the body is what /healthz sends

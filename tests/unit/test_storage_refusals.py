@@ -21,7 +21,7 @@ CLIENT = redis.Redis(host="127.0.0.1", port=6390)
         ),
         (
             redis.ResponseError("MISCONF Redis is configured to save RDB snapshots, but..."),
-            "it cannot write to its disk (full or not writable)",
+            "it cannot write to its disk (full or not writable; Redis says: MISCONF Redis is",
         ),
         (redis.ReadOnlyError("You can't write against a read only replica."), "read-only replica"),
     ],
