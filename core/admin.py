@@ -13,14 +13,17 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import accounts
 from core.errors import Conflict, Forbidden, NotFound
 from core.models import LlmCall, User
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # No 0/O, 1/l/I: the one-time password is read off a screen and typed.
 _OTP_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -64,6 +67,8 @@ class UserSummary:
 
 def users_frame(users: list[UserSummary], *, now: datetime) -> pd.DataFrame:
     """The admin page's table of accounts: one row per user, usage totals included."""
+    import pandas as pd  # here: `make run`'s prepare step imports this module, not pandas
+
     return pd.DataFrame(
         {
             "username": [u.username for u in users],

@@ -52,7 +52,13 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE_COMMANDS = ("check", "migrate", "prepare")
+
+
+def build_parser(*, extensions: bool = True) -> argparse.ArgumentParser:
+    """All commands; ``extensions=False``: only CORE_COMMANDS, without importing the features'
+    modules (chat, pandas...), which `make run`'s prepare step would otherwise wait a second
+    for on every start."""
     parser = argparse.ArgumentParser(prog="python -m core", description="Ledger's command line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -66,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="check services, migrate and prepare secrets (make run)")
     p.set_defaults(handler=_prepare)
 
-    for register in _extensions():
+    for register in _extensions() if extensions else []:
         register(sub)
     return parser
 
@@ -79,7 +85,8 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(extensions=not (argv and argv[0] in CORE_COMMANDS))
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
