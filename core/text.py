@@ -239,3 +239,8 @@ def ago(when: datetime, *, now: datetime) -> str:
     if seconds < 7 * 86_400:
         return f"{int(seconds // 86_400)} d ago"
     return when.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` with its noun, singular for one: "1 error", "0 errors", "1,204 errors"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.context import apply, current_user, header, show_error, write
 from app.scope import pick
-from core import charts, usage
+from core import charts, text, usage
 from core.errors import LedgerError
 
 user = current_user()
@@ -65,7 +65,11 @@ try:
     ttft = k["median_ttft_ms"]
     cols[3].metric("Median time to first token", "—" if ttft != ttft else f"{ttft:,.0f} ms")
     cols[4].metric(
-        "Error rate", f"{k['error_rate']:.1%}", f"{k['errors']:,} errors", "off", delta_arrow="off"
+        "Error rate",
+        f"{k['error_rate']:.1%}",
+        text.counted(int(k["errors"]), "error"),
+        "off",
+        delta_arrow="off",
     )
     if not k["percentiles_exact"]:
         st.caption("Percentiles over all users are estimated from 1 % histogram buckets.")

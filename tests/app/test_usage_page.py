@@ -88,6 +88,7 @@ def test_kpis_equal_the_inserted_figures(page: Page, people: dict[str, Identity]
     median = np.median([c[5] for c in recent if c[5] is not None])  # 200, 260, 600 -> 260
     assert shown["Median time to first token"] == f"{median:,.0f} ms" == "260 ms"
     assert shown["Error rate"] == "25.0%"
+    assert {m.label: m.delta for m in at.metric}["Error rate"] == "1 error"
 
 
 def test_charts_show_the_frames_computed_in_sql(page: Page, people: dict[str, Identity]) -> None:

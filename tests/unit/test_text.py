@@ -135,3 +135,14 @@ def test_export_file_names_are_safe(title: str) -> None:
 )
 def test_code_spans_survive_backticks(raw: str, span: str) -> None:
     assert text.code_span(raw) == span
+
+
+@pytest.mark.parametrize(
+    ("n", "said"), [(0, "0 errors"), (1, "1 error"), (2, "2 errors"), (1204, "1,204 errors")]
+)
+def test_a_count_takes_the_singular_only_for_one(n: int, said: str) -> None:
+    assert text.counted(n, "error") == said
+
+
+def test_a_count_can_take_an_irregular_plural() -> None:
+    assert text.counted(3, "analysis", "analyses") == "3 analyses"
