@@ -40,7 +40,14 @@ except LedgerError as exc:
     show_error(exc)
     st.stop()
 now = clock.now()
-st.dataframe(admin.users_frame(users, now=now), hide_index=True, width="stretch")
+when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", timezone="UTC")
+count = st.column_config.NumberColumn(format="localized")
+st.dataframe(
+    admin.users_frame(users, now=now),
+    hide_index=True,
+    width="stretch",
+    column_config={"last login": when, "created": when, "requests": count, "tokens": count},
+)
 
 st.subheader("Manage an account")
 by_name = {u.username: u for u in users}
