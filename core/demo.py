@@ -518,6 +518,8 @@ def _seed_session(
         speed = _lognormal(rng, model.tokens_per_s, 0.2)
         duration = ttft + completion / speed * 1000.0
         reply_at = t + timedelta(milliseconds=duration)
+        ttft_ms = None if failed else round(ttft, 1)  # as recorded in the row and the stats
+        duration_ms = round(ttft if failed else duration, 1)
         calls += 1
         db.add(
             LlmCall(
@@ -527,8 +529,8 @@ def _seed_session(
                 backend=model.backend,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
-                ttft_ms=None if failed else round(ttft, 1),
-                duration_ms=round(ttft if failed else duration, 1),
+                ttft_ms=ttft_ms,
+                duration_ms=duration_ms,
                 outcome=outcome,
                 error=FAILURE if failed else None,
                 created_at=t,
@@ -544,8 +546,8 @@ def _seed_session(
             "outcome": outcome,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "ttft_ms": None if failed else round(ttft, 1),
-            "duration_ms": round(ttft if failed else duration, 1),
+            "ttft_ms": ttft_ms,
+            "duration_ms": duration_ms,
             "tokens_per_second": None if failed else round(speed, 1),
             "estimated": outcome == "cancelled",  # a stopped stream sends no usage figures
         }
