@@ -142,7 +142,7 @@ def build_authenticator() -> stauth.Authenticate:
         claims = cookies.read_token(raw, key=key, now=clock.now())
         if claims is None:
             return None
-        with db.session_scope() as session:
+        with db.read_scope() as session:
             identity = accounts.session_identity(
                 session,
                 user_id=claims.user_id,
@@ -197,7 +197,7 @@ def signed_in_identity(authenticator: stauth.Authenticate) -> Identity | None:
     auth = st.session_state.get(AUTH_KEY)
     identity = None
     if isinstance(auth, dict):
-        with db.session_scope() as session:
+        with db.read_scope() as session:
             identity = accounts.session_identity(
                 session,
                 user_id=uuid.UUID(auth["uid"]),

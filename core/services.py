@@ -411,7 +411,8 @@ def ping_postgres(engine: Engine) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        with engine.connect() as conn:
+        # Autocommit: one round trip (no BEGIN, no ROLLBACK), since pages check every run.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         url = engine_url_of(engine)

@@ -1,0 +1,50 @@
+"""The engine's pool without pool_pre_ping: a connection the server has ended is replaced at
+checkout (asked of the socket, not the server), and read scopes run outside a transaction."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from sqlalchemy import text
+
+from core import db
+
+
+def _backend_pid(url: str) -> int:
+    with db.get_engine(url).connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(pg_admin_url: str, pid: int) -> None:
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_connection_the_server_ended_is_replaced_without_an_error(
+    pg_url: str, pg_admin_url: str
+) -> None:
+    db.reset()
+    first = _backend_pid(pg_url)  # now idle in the pool
+    assert _backend_pid(pg_url) == first  # the pool hands the same connection back
+    _terminate(pg_admin_url, first)
+    time.sleep(0.2)  # the server's goodbye reaches the socket
+    replaced = _backend_pid(pg_url)  # without the checkout check this raises OperationalError
+    assert replaced != first
+    db.reset()
+
+
+def test_read_scope_runs_outside_a_transaction(pg_url: str) -> None:
+    db.reset()
+    with db.read_scope(pg_url) as session:
+        # Each statement is its own transaction (no BEGIN sent before it): the transaction
+        # started with this statement. After a BEGIN it would have started earlier.
+        for _ in range(2):
+            same = session.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+            assert same is True
+    # Back in the pool, the connection is transactional again for session_scope, where the
+    # same check tells the difference: the second statement runs in the first one's transaction.
+    with db.session_scope(pg_url) as session:
+        session.execute(text("SELECT pg_sleep(0.01)"))
+        assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is False
+    db.reset()
