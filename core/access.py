@@ -128,8 +128,11 @@ def open_session(
 ) -> OpenedSession:
     """The conversation behind a chat URL: the viewer's own (they can go on with it), or for an
     administrator anyone's, read-only. ``NotFound`` for anything else."""
-    owner = session_owner(db, actor=viewer, session_id=session_id)
-    row = sessions.summary(db, user_id=owner, session_id=session_id)
-    name = db.scalar(select(User.display_name).where(User.id == owner)) or row.username
-    shown = sessions.messages(db, r, user_id=owner, session_id=row.id)
+    # One query for the row, its owner and their name (every chat run with a session in its
+    # URL opens it), then the history from Redis.
+    row, name = sessions._summary_and_owner_name(db, session_id=session_id)
+    owner = row.user_id
+    if owner != viewer.id and not viewer.is_admin:
+        raise NotFound("Session not found.")  # the same answer as an unknown id
+    shown = history.read_all(r, session_id=row.id)
     return OpenedSession(row, name, shown, read_only=owner != viewer.id)

@@ -271,6 +271,19 @@ def summary(db: Session, *, user_id: uuid.UUID, session_id: uuid.UUID | str) -> 
     return Summary(*row)
 
 
+def _summary_and_owner_name(db: Session, *, session_id: uuid.UUID | str) -> tuple[Summary, str]:
+    """One session's row and its owner's display name, in one query. NOT owner-scoped, hence
+    private: only ``core.access.open_session`` calls it, and decides who may see the row.
+    ``NotFound`` for an unknown id."""
+    sid = parse_id(session_id)
+    stmt = _summary_select().add_columns(User.display_name).where(ConversationSession.id == sid)
+    row = db.execute(stmt).one_or_none()
+    if row is None:
+        raise NotFound("Session not found.")
+    *fields, display_name = row
+    return Summary(*fields), display_name or row.username
+
+
 # --- search ------------------------------------------------------------------------------
 
 

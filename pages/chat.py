@@ -15,7 +15,6 @@ from app.context import (
     keep_unsaved,
     show_error,
     take_unsent,
-    write,
 )
 from core import access, chat, db, llm, services
 from core.errors import EmptyPrompt, LedgerError
@@ -67,7 +66,8 @@ session_id = st.query_params.get("session") or None
 if session_id:
     try:
         r = services.redis_client()
-        opened = write(lambda d: access.open_session(d, r, viewer=user, session_id=session_id))
+        with db.read_scope() as d:
+            opened = access.open_session(d, r, viewer=user, session_id=session_id)
     except LedgerError as exc:  # NotFound: "Session not found.", for anyone else's id too
         show_error(exc)
         st.button("Start a new chat", on_click=new_chat)
