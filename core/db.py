@@ -43,8 +43,8 @@ def make_engine(url: str) -> Engine:
             "(expected postgresql://user:password@host:5432/database)"
         ) from None
     # A restarted PostgreSQL costs a fresh connection, not an error page. SQLAlchemy's
-    # pool_pre_ping would ask the server on every checkout (a round trip per transaction,
-    # about a fifth of a chat turn's before the first token); this asks the socket instead.
+    # pool_pre_ping would ask the server on every checkout (a round trip per transaction, and
+    # a chat turn opens several before its first token); this asks the socket instead.
     event.listen(engine, "checkout", _drop_if_dead)
     return engine
 
@@ -54,7 +54,10 @@ def _drop_if_dead(dbapi_connection: Any, record: Any, proxy: Any) -> None:
 
     An idle connection has nothing to read unless the server said goodbye: a shutdown or a
     restart sends "terminating connection" and closes the socket, a killed server leaves an
-    end-of-file. Either makes the socket readable, seen here without a round trip.
+    end-of-file. Either makes the socket readable, seen here without a round trip. (A server
+    that merely sent a notice, which Ledger never asks for, costs a reconnect, nothing more.)
+    A server gone without a word (a cable pulled) is found by the query's own error, as with
+    pre-ping it would have been found by the ping's timeout.
     """
     if dbapi_connection.closed:
         raise DisconnectionError("the connection is closed")
