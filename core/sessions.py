@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import redis
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
@@ -116,15 +116,30 @@ def touch(
     model: str | None = None,
     at: datetime | None = None,
 ) -> ConversationSession:
-    """Record activity: counters go up, ``updated_at`` moves to now."""
-    row = get_for_owner(db, user_id=user_id, session_id=session_id)
-    row.message_count += messages_added
-    row.prompt_tokens += prompt_tokens
-    row.completion_tokens += completion_tokens
+    """Record activity: counters go up, ``updated_at`` moves to now.
+
+    One UPDATE that adds in the database (``count = count + n``), so turns ending at once in
+    one session (two tabs) all count, where reading the row and writing back a sum would lose
+    one; it is also the only round trip.
+    """
+    sid = parse_id(session_id)
+    values: dict[str, Any] = {
+        "message_count": ConversationSession.message_count + messages_added,
+        "prompt_tokens": ConversationSession.prompt_tokens + prompt_tokens,
+        "completion_tokens": ConversationSession.completion_tokens + completion_tokens,
+        "updated_at": at or now(),
+    }
     if model:
-        row.model = model
-    row.updated_at = at or now()
-    db.flush()
+        values["model"] = model
+    row = db.scalars(
+        update(ConversationSession)
+        .where(ConversationSession.id == sid, ConversationSession.user_id == user_id)
+        .values(values)
+        .returning(ConversationSession),
+        execution_options={"populate_existing": True},
+    ).one_or_none()
+    if row is None:
+        raise NotFound("Session not found.")
     return row
 
 

@@ -337,3 +337,36 @@ def test_a_ten_kilobyte_prompt_makes_a_shortened_title(dbs: Session) -> None:
     row = sessions.create(dbs, user_id=uid, title="Explain   EBITDA\n" * 600)
     assert len(row.title) == sessions.MAX_TITLE and row.title.endswith("…")
     assert "\n" not in row.title
+
+
+def test_touches_ending_at_once_in_one_session_all_count(dbs: Session) -> None:
+    """Two turns of one session finishing together (two tabs): the second waits for the
+    first's row lock and then adds to what it committed, so neither count is lost."""
+    import threading
+
+    from core import db
+
+    uid = make_user(dbs)
+    sid = sessions.create(dbs, user_id=uid).id
+    dbs.commit()
+    first = db.get_sessionmaker()()
+    sessions.touch(first, user_id=uid, session_id=sid, messages_added=2, completion_tokens=7)
+    done: list[int] = []
+
+    def second_tab() -> None:
+        with db.get_sessionmaker()() as other:
+            row = sessions.touch(other, user_id=uid, session_id=sid, messages_added=2)
+            other.commit()
+            done.append(row.message_count)
+
+    worker = threading.Thread(target=second_tab)
+    worker.start()
+    worker.join(0.3)  # it blocks on the row the first transaction updated
+    assert worker.is_alive() and not done
+    first.commit()
+    first.close()
+    worker.join(10)
+    assert done == [4]
+    dbs.expire_all()
+    row = sessions.get_for_owner(dbs, user_id=uid, session_id=sid)
+    assert (row.message_count, row.completion_tokens) == (4, 7)
