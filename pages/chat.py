@@ -113,7 +113,7 @@ if prompt is not None:
             help="Stop the reply; the text so far is kept.",
         )
         try:
-            st.write_stream(chat.for_display(text) for text in turn)
+            st.write_stream(chat.paced(chat.for_display(text) for text in turn))
         except LedgerError as exc:
             st.error(f"Reply failed: {exc}")
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,42 @@ def test_status_notes_mark_unfinished_replies() -> None:
     note = chat.status_note({"status": "error", "error": "Ollama is not reachable"})
     assert note == "Reply failed: Ollama is not reachable"
     assert chat.status_note({"role": "assistant"}) is None
+
+
+# --- screen updates -------------------------------------------------------------------------
+
+
+def paced_at(arrivals: list[tuple[float, str]], interval: float = 0.04) -> list[tuple[float, str]]:
+    """What ``chat.paced`` lets out, and when: ``arrivals`` are (time, chunk) as the model sends."""
+    now = [0.0]
+
+    def chunks() -> Any:
+        for at, text in arrivals:
+            now[0] = at
+            yield text
+
+    out = []
+    for text in chat.paced(chunks(), interval, clock=lambda: now[0]):
+        out.append((now[0], text))
+    return out
+
+
+def test_paced_shows_the_first_chunk_at_once_then_at_most_one_update_per_interval() -> None:
+    arrivals = [(0.100 + 0.025 * i, f"w{i} ") for i in range(8)]  # 40 chunks a second
+    out = paced_at(arrivals)
+    assert out[0] == (0.100, "w0 ")
+    assert [text for _, text in out] == ["w0 ", "w1 w2 ", "w3 w4 ", "w5 w6 ", "w7 "]
+    times = [at for at, _ in out[:-1]]  # the last one: the remainder when the stream ends
+    assert all(b - a >= 0.04 for a, b in itertools.pairwise(times))
+
+
+def test_paced_passes_slow_chunks_through_one_by_one() -> None:
+    arrivals = [(0.05 * i, f"w{i}") for i in range(5)]
+    assert [text for _, text in paced_at(arrivals)] == ["w0", "w1", "w2", "w3", "w4"]
+
+
+def test_paced_never_drops_reorders_or_delays_the_end() -> None:
+    arrivals = [(0.0, "a"), (0.001, "b"), (0.002, "c"), (0.003, "d")]
+    out = paced_at(arrivals)
+    assert [text for _, text in out] == ["a", "bcd"]
+    assert out[-1][0] == 0.003  # out as soon as the stream ended, not an interval later
