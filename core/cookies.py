@@ -74,8 +74,10 @@ def cookie_key_problem(key: str) -> str | None:
 
 
 def key_path(settings: Settings | None = None) -> Path:
+    from core.services import real_path
+
     settings = settings or get_settings()
-    return settings.data_dir.expanduser().resolve() / KEY_FILE
+    return real_path(settings.data_dir) / KEY_FILE
 
 
 def cookie_key(settings: Settings | None = None) -> str:

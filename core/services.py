@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -129,6 +130,20 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 # --- data directory ------------------------------------------------------------------------
+
+
+def real_path(path: Path) -> Path:
+    """``path`` with ``~`` expanded and symlinks resolved; remembered when ``path`` is absolute.
+
+    Pages find DATA_DIR several times a run, and resolving costs a system call per path part:
+    under load each one gives up the GIL and queues behind the other streams to get it back.
+    """
+    return _real_absolute(path) if path.is_absolute() else path.expanduser().resolve()
+
+
+@functools.lru_cache(maxsize=64)
+def _real_absolute(path: Path) -> Path:
+    return path.resolve()
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -351,6 +366,9 @@ def _open_postgres(pgdata: Path) -> _EmbeddedPostgres:
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or attach to) the embedded PostgreSQL under ``data_dir``; return its URL."""
+    handle = _pg_servers.get(real_path(data_dir) / "postgres")
+    if handle is not None:  # opened by this process: DATA_DIR was checked then
+        return handle.url()
     data_dir = prepare_data_dir(data_dir)
     pgdata = data_dir / "postgres"
     with _lock:
@@ -372,7 +390,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
 def embedded_postgres_pid(data_dir: Path) -> int | None:
     """The postmaster's pid when this process uses the embedded server under ``data_dir``."""
-    handle = _pg_servers.get(data_dir.expanduser().resolve() / "postgres")
+    handle = _pg_servers.get(real_path(data_dir) / "postgres")
     return None if handle is None else handle.pid()
 
 
@@ -726,14 +744,14 @@ def open_embedded_redis(data_dir: Path, *, appendfsync: str = "everysec") -> Emb
 
 def embedded_redis_pid(data_dir: Path) -> int | None:
     """The redis-server's pid when this process uses the embedded server under ``data_dir``."""
-    handle = _embedded_redis.get(data_dir.expanduser().resolve() / "redis")
+    handle = _embedded_redis.get(real_path(data_dir) / "redis")
     return None if handle is None else handle.pid()
 
 
 def redis_client(settings: Settings | None = None) -> redis.Redis:
     """The process's Redis client (decoded strings), starting the embedded server if needed."""
     settings = settings or get_settings()
-    key = settings.redis_url or f"embedded:{settings.data_dir.expanduser().resolve()}"
+    key = settings.redis_url or f"embedded:{real_path(settings.data_dir)}"
     with _lock:
         client = _redis_clients.get(key)
         if client is None:
@@ -753,7 +771,7 @@ def redis_client(settings: Settings | None = None) -> redis.Redis:
                         f"REDIS_URL={redact_url(settings.redis_url)!r}: not a valid URL ({exc})"
                     ) from None
             else:
-                rdir = settings.data_dir.expanduser().resolve() / "redis"
+                rdir = real_path(settings.data_dir) / "redis"
                 handle = _embedded_redis.get(rdir)
                 if handle is None:
                     handle = open_embedded_redis(
