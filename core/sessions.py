@@ -136,7 +136,7 @@ def touch(
         .where(ConversationSession.id == sid, ConversationSession.user_id == user_id)
         .values(values)
         .returning(ConversationSession),
-        execution_options={"populate_existing": True},
+        execution_options={"populate_existing": True, "synchronize_session": False},
     ).one_or_none()
     if row is None:
         raise NotFound("Session not found.")
