@@ -219,3 +219,20 @@ def test_paced_never_drops_reorders_or_delays_the_end() -> None:
     out = paced_at(arrivals)
     assert [text for _, text in out] == ["a", "bcd"]
     assert out[-1][0] == 0.003  # out as soon as the stream ended, not an interval later
+
+
+def test_paced_shows_what_it_held_before_the_stream_fails() -> None:
+    now = [0.0]
+
+    def chunks() -> Any:
+        for at, text in [(0.0, "Net "), (0.01, "debt "), (0.02, "is")]:
+            now[0] = at
+            yield text
+        now[0] = 1.5
+        raise TimeoutError("the server sent nothing for 1.5 s")
+
+    shown: list[str] = []
+    with pytest.raises(TimeoutError):
+        for text in chat.paced(chunks(), 0.04, clock=lambda: now[0]):
+            shown.append(text)
+    assert shown == ["Net ", "debt is"]
