@@ -152,7 +152,7 @@ def prepare_data_dir(path: Path) -> Path:
     A non-empty directory without the marker is refused and left untouched: pointing
     DATA_DIR at the wrong folder must never let the app initialise databases inside it.
     """
-    path = path.expanduser().resolve()
+    path = real_path(path)
     marker = path / DATA_MARKER
     if path.exists() and not path.is_dir():
         raise DataDirectoryError(
@@ -848,7 +848,7 @@ def _redis_reason(exc: BaseException, password: str | None) -> str:
 def describe(settings: Settings | None = None) -> list[ServiceInfo]:
     """The services this process uses, for display (no connection is made)."""
     settings = settings or get_settings()
-    data = settings.data_dir.expanduser().resolve()
+    data = real_path(settings.data_dir)
     db = (
         ServiceInfo("PostgreSQL", redact_url(settings.database_url), False)
         if settings.database_url
