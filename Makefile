@@ -42,11 +42,12 @@ CHECK_COMPILERS := $(FIND_COMPILERS); \
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run test lint typecheck pytest test-services migrate lock clean browser screenshots compilers
+.PHONY: help install run test test-fast lint typecheck pytest test-services migrate lock clean browser screenshots compilers
 
 help:
 	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
 	@echo "make test   ruff + mypy + the whole test suite"
+	@echo "make test-fast       unit and AppTest tests only (the edit loop, under a minute)"
 	@echo "make test-services   integration tests against TEST_DATABASE_URL / TEST_REDIS_URL"
 	@echo "make screenshots     regenerate docs/screenshots/*.png (demo data, headless Chromium)"
 
@@ -87,8 +88,21 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The suite runs on every core plus one (pytest-xdist; each worker has its own databases): a
+# third of its time is spent waiting on subprocesses and browsers. A file stays on one worker
+# (loadfile), since the browser tests share an app process per module.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+# Compiled modules are kept (__pycache__, ignored by git) even where the environment says not
+# to write them: otherwise each worker rewrites every test module's asserts again, and each of
+# the hundreds of app and CLI processes the suite starts compiles core anew.
+test-fast pytest test-services: export PYTHONDONTWRITEBYTECODE :=
+
 pytest: install browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest $(XDIST) -m "unit or app" $(PYTEST_ARGS)
 
 # The browser tests drive Debian's Chromium (never Playwright's download). Installed here when
 # missing and possible (root with apt-get); otherwise the suite skips them and its summary ends
@@ -119,7 +133,7 @@ test: lint typecheck pytest
 test-services: install
 	@echo "pytest tests/integration on TEST_DATABASE_URL and TEST_REDIS_URL (not echoed: they may hold passwords)"
 	@TEST_DATABASE_URL='$(TEST_DATABASE_URL)' TEST_REDIS_URL='$(TEST_REDIS_URL)' \
-	  $(BIN)/pytest tests/integration --ignore=tests/integration/test_embedded_services.py $(PYTEST_ARGS)
+	  $(BIN)/pytest $(XDIST) tests/integration --ignore=tests/integration/test_embedded_services.py $(PYTEST_ARGS)
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 lock: install

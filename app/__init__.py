@@ -1,1 +1,1 @@
-"""The Streamlit side: entry point (main.py), router (ui.py) and helpers shared by pages."""
+"""The Streamlit side: entry point (main.py), router (router.py) and helpers shared by pages."""

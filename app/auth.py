@@ -4,7 +4,7 @@ PostgreSQL (``users``) is the only store of credentials. Each run builds an auth
 whose credentials dict starts empty and receives one entry only when a login succeeds
 (form or cookie), and three of the instance's methods are replaced:
 
-- ``check_credentials`` -> ``core.accounts.login``: persisted lockout first, a dummy bcrypt
+- ``check_credentials`` -> ``core.login.attempt``: persisted lockout first, a dummy bcrypt
   hash for unknown names, the outcome recorded in PostgreSQL. Failures raise the core error
   (wrong credentials / locked / disabled), which the login page shows.
 - ``get_cookie`` -> reads the cookie itself and accepts it only if ``core.cookies.read_token``
@@ -19,7 +19,6 @@ end a session at its next click.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from datetime import timedelta
@@ -30,53 +29,17 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
-from app.context import IDENTITY_KEY, set_notice, show_error, show_notice
-from core import accounts, clock, cookies, db, health, services
+from app.page import IDENTITY_KEY, set_notice, show_error, show_notice
+from core import accounts, clock, cookies, database, login
 from core.accounts import Identity
-from core.config import Settings, get_settings
-from core.errors import ConfigError, DataDirectoryError, LedgerError, ServiceUnavailable
+from core.config import get_settings
+from core.errors import LedgerError
 from core.text import escape_markdown
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 
 AUTH_KEY = "_ledger_auth"  # {"uid": str, "issued_us": int}: the login behind this session
 AUTHENTICATOR_KEY = "_ledger_authenticator"  # this run's authenticator, for the pages
-
-
-# --- services and configuration ------------------------------------------------------------
-
-
-def startup_problem() -> str | None:
-    """Why the app cannot serve pages (bad settings, an unusable DATA_DIR, PostgreSQL or Redis
-    down), or None."""
-    try:
-        _open_embedded(get_settings())
-    except (ConfigError, DataDirectoryError) as exc:
-        return str(exc)
-    failed = [check for check in (health.check_postgres(), health.check_redis()) if not check.ok]
-    if not failed:
-        return None
-    lines = "; ".join(f"{check.name}: {check.detail.rstrip('.')}" for check in failed)
-    if all(check.refused for check in failed):
-        return (
-            f"Ledger's storage answers but refuses to store anything, so no page can open. "
-            f"{lines}. This page comes back by itself when it accepts writes again."
-        )
-    return (
-        f"Ledger cannot reach its storage, so no page can open. {lines}. Start the service "
-        "(or fix DATABASE_URL / REDIS_URL): this page comes back by itself when it answers."
-    )
-
-
-def _open_embedded(settings: Settings) -> None:
-    """Start (or attach to) the embedded servers the settings ask for, so that a DATA_DIR that
-    is not Ledger's, or is damaged, is shown as that: there is no service to start and no URL
-    to fix. Any other failure is left to the health checks, which report every service."""
-    with contextlib.suppress(ServiceUnavailable):
-        if not settings.database_url:
-            db.get_engine()
-        if not settings.redis_url:
-            services.redis_client(settings)
 
 
 # --- the authenticator of this run ---------------------------------------------------------
@@ -124,8 +87,8 @@ def build_authenticator() -> stauth.Authenticate:
     users = model.credentials["usernames"]
 
     def check_credentials(username: str, password: str) -> bool:
-        with db.session_scope() as session:
-            result = accounts.login(session, username=username, password=password)
+        with database.session_scope() as session:
+            result = login.attempt(session, username=username, password=password)
         if result.error is not None:
             raise result.error
         assert result.identity is not None and result.issued_at is not None
@@ -142,7 +105,7 @@ def build_authenticator() -> stauth.Authenticate:
         claims = cookies.read_token(raw, key=key, now=clock.now())
         if claims is None:
             return None
-        with db.read_scope() as session:
+        with database.read_scope() as session:
             identity = accounts.session_identity(
                 session,
                 user_id=claims.user_id,
@@ -197,7 +160,7 @@ def signed_in_identity(authenticator: stauth.Authenticate) -> Identity | None:
     auth = st.session_state.get(AUTH_KEY)
     identity = None
     if isinstance(auth, dict):
-        with db.read_scope() as session:
+        with database.read_scope() as session:
             identity = accounts.session_identity(
                 session,
                 user_id=uuid.UUID(auth["uid"]),

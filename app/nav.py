@@ -16,7 +16,7 @@ from typing import Literal
 import streamlit as st
 
 from app import auth
-from app.context import require_admin
+from app.page import require_admin
 from core.accounts import Identity
 
 Kind = Literal["file", "login", "home", "admins_only"]

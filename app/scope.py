@@ -6,7 +6,7 @@ import uuid
 
 import streamlit as st
 
-from app.context import write
+from app.page import write
 from core import access
 from core.accounts import Identity
 
@@ -18,7 +18,7 @@ def pick(user: Identity, *, label: str, me: str) -> uuid.UUID | None:
     themselves, everyone (None) or one user."""
     if not user.is_admin:
         return access.scope(user)
-    people = {c.id: c.label for c in write(access.user_choices)}
+    people: dict[uuid.UUID | str, str] = {c.id: c.label for c in write(access.user_choices)}
     options: list[uuid.UUID | str] = [user.id, ALL, *[uid for uid in people if uid != user.id]]
     names: dict[uuid.UUID | str, str] = {**people, user.id: me, ALL: "All users"}
     whose = st.selectbox(label, options, format_func=lambda o: names[o], key="whose")

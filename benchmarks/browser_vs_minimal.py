@@ -94,11 +94,11 @@ def timed_turn(page: Any, prompt: str) -> tuple[float, float]:
 
 def seed_user_and_history(key: str) -> tuple[str, str]:
     """A user with a session of HISTORY messages; (login cookie, session id)."""
-    from core import accounts, clock, cookies, db, history, migrate, services, sessions
+    from core import accounts, clock, cookies, database, history, migrate, services, sessions
 
-    migrate.upgrade(db.get_engine())
+    migrate.upgrade(database.get_engine())
     r = services.redis_client()
-    with db.session_scope() as s:
+    with database.session_scope() as s:
         user = accounts.create_user(
             s, username="bench", email="bench@example.com", display_name="Bench",
             password="benchmark passphrase",  # noqa: S106 (a throwaway account)
@@ -155,9 +155,9 @@ def main() -> None:
         for app in apps:
             app.stop()
         fake.stop()
-        from core import db, services
+        from core import database, services
 
-        db.reset()
+        database.reset()
         services.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 

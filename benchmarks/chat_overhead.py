@@ -36,6 +36,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from core import persona
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "llama3.2:3b"
 PROMPT = "What is the difference between EBIT and EBITDA?"
@@ -93,15 +95,15 @@ def bench(url: str, runs: int) -> None:
 
     import ollama
 
-    from core import accounts, chat, db, history, llm, migrate, services, sessions
+    from core import accounts, chat, database, history, llm, migrate, services, sessions
     from core.config import get_settings
 
     get_settings.cache_clear()
-    engine = db.get_engine()
+    engine = database.get_engine()
     migrate.upgrade(engine)
     r = services.redis_client()
-    factory = db.get_sessionmaker()
-    with db.session_scope() as s:
+    factory = database.get_sessionmaker()
+    with database.session_scope() as s:
         name = f"bench{int(time.time())}"
         user = accounts.create_user(
             s, username=name, email=f"{name}@example.com", display_name="Bench", password="b" * 16
@@ -115,7 +117,7 @@ def bench(url: str, runs: int) -> None:
     # Both sides send the same conversation: the persona, 10 earlier messages, the prompt.
     # The turn's session holds those 10 messages; it is trimmed back to them (untimed) after
     # each run, so every run has the same history.
-    with db.session_scope() as s:
+    with database.session_scope() as s:
         sid = sessions.create(s, user_id=user_id, title="Benchmark").id
     earlier = []
     for i in range(5):
@@ -125,7 +127,7 @@ def bench(url: str, runs: int) -> None:
         ):
             history.append(r, session_id=sid, message=history.make_message(role, text))  # type: ignore[arg-type]
             earlier.append({"role": role, "content": text.strip() if role == "user" else text})
-    system = chat.system_prompt()
+    system = persona.system_prompt()
     bare_messages = [
         {"role": "system", "content": system},
         *earlier,
@@ -213,7 +215,7 @@ def bench(url: str, runs: int) -> None:
             f"(p95 {p95(tb):.1f}); ratio {whole:.3f}"
         )
     finally:
-        db.reset()
+        database.reset()
         services.shutdown()
 
 

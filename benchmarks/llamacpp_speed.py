@@ -13,6 +13,8 @@ import argparse
 import statistics
 import time
 
+from core import persona
+
 QUESTION = "Explain the difference between EBIT and EBITDA, with an example in USD."
 
 
@@ -28,7 +30,6 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=2048)
     args = parser.parse_args()
 
-    from core import chat
     from core.config import load_settings
     from core.llm import ChatMessage, LlamaCppBackend, default_gguf_path
 
@@ -39,7 +40,7 @@ def main() -> None:
     backend.llama()
     load_s = time.perf_counter() - started
     messages: list[ChatMessage] = [
-        {"role": "system", "content": chat.system_prompt(load_settings())},
+        {"role": "system", "content": persona.system_prompt(load_settings())},
         {"role": "user", "content": QUESTION},
     ]
     options = {"num_predict": args.max_tokens, "temperature": 0.0}

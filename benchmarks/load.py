@@ -99,10 +99,10 @@ class Round:
 
 def make_users(count: int) -> list[tuple[str, str]]:
     """``count`` users and a login cookie for each (signed with the app's key)."""
-    from core import accounts, clock, cookies, db
+    from core import accounts, clock, cookies, database
 
     tokens = []
-    with db.session_scope() as s:
+    with database.session_scope() as s:
         for _ in range(count):
             name = f"load{secrets.token_hex(4)}"
             user = accounts.create_user(
@@ -291,9 +291,9 @@ def main() -> None:
         for server in servers:
             server.stop()
         fake.stop()
-        from core import db, services
+        from core import database, services
 
-        db.reset()
+        database.reset()
         services.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 

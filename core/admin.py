@@ -243,9 +243,9 @@ def count_enabled_admins(db: Session) -> int:
 
 def prepare_admin_hint() -> str:
     """The ``make run`` step (core.startup.EXTRA_STEPS): say how to create the first admin."""
-    from core import db
+    from core import database
 
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         admins = count_enabled_admins(session)
     if admins:
         return f"administrators: {admins} enabled"

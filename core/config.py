@@ -18,6 +18,40 @@ from core.errors import ConfigError
 from core.urls import check_database_url, check_redis_url, redact_url
 
 LLMBackendName = Literal["auto", "ollama", "llamacpp"]
+MIN_KEY_LENGTH = 32  # bytes of an HMAC-SHA256 key
+
+# Keys printed in streamlit-authenticator's documentation, examples and defaults.
+EXAMPLE_KEYS = frozenset(
+    {
+        "some_key",
+        "some_signature_key",
+        "random_signature_key",
+        "abcdef",
+        "your_secret_key",
+        "change-me",
+        "changeme",
+    }
+)
+
+
+def cookie_key_problem(key: str) -> str | None:
+    """Why ``key`` is unfit to sign login cookies, or None when it is fine."""
+    folded = key.strip().casefold()
+    if folded in EXAMPLE_KEYS or any(example in folded for example in EXAMPLE_KEYS - {"abcdef"}):
+        return (
+            "is an example key from the streamlit-authenticator documentation; set at least "
+            f"{MIN_KEY_LENGTH} random characters, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or leave it unset "
+            "to have one generated in DATA_DIR"
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        return (
+            f"must be at least {MIN_KEY_LENGTH} characters (got {len(key)}); use random "
+            "characters, or leave it unset to have one generated in DATA_DIR"
+        )
+    if len(set(key)) < 8:
+        return "is not random enough (fewer than 8 different characters)"
+    return None
 
 
 def _source_root() -> Path | None:
@@ -118,8 +152,6 @@ class Settings(BaseSettings):
     @field_validator("auth_cookie_key")
     @classmethod
     def _strong_cookie_key(cls, value: SecretStr | None) -> SecretStr | None:
-        from core.cookies import cookie_key_problem
-
         if value is not None:
             problem = cookie_key_problem(value.get_secret_value())
             if problem:

@@ -25,57 +25,22 @@ from pathlib import Path
 
 import jwt
 
-from core.config import Settings, get_settings
+from core.config import Settings, cookie_key_problem, get_settings
+from core.datadir import prepare_data_dir, real_path
 from core.errors import ConfigError
 
 KEY_FILE = "auth_cookie.key"
-MIN_KEY_LENGTH = 32
 ALGORITHM = "HS256"
-
-# Keys printed in streamlit-authenticator's documentation, examples and defaults.
-EXAMPLE_KEYS = frozenset(
-    {
-        "some_key",
-        "some_signature_key",
-        "random_signature_key",
-        "abcdef",
-        "your_secret_key",
-        "change-me",
-        "changeme",
-    }
-)
 
 _lock = threading.Lock()
 _file_keys: dict[Path, str] = {}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def cookie_key_problem(key: str) -> str | None:
-    """Why ``key`` is unfit to sign login cookies, or None when it is fine."""
-    folded = key.strip().casefold()
-    if folded in EXAMPLE_KEYS or any(example in folded for example in EXAMPLE_KEYS - {"abcdef"}):
-        return (
-            "is an example key from the streamlit-authenticator documentation; set at least "
-            f"{MIN_KEY_LENGTH} random characters, e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or leave it unset "
-            "to have one generated in DATA_DIR"
-        )
-    if len(key) < MIN_KEY_LENGTH:
-        return (
-            f"must be at least {MIN_KEY_LENGTH} characters (got {len(key)}); use random "
-            "characters, or leave it unset to have one generated in DATA_DIR"
-        )
-    if len(set(key)) < 8:
-        return "is not random enough (fewer than 8 different characters)"
-    return None
-
-
 # --- the key -------------------------------------------------------------------------------
 
 
 def key_path(settings: Settings | None = None) -> Path:
-    from core.services import real_path
-
     settings = settings or get_settings()
     return real_path(settings.data_dir) / KEY_FILE
 
@@ -94,8 +59,6 @@ def ensure_key_file(settings: Settings | None = None) -> tuple[str, bool]:
     The file is written to a temporary name and then linked into place, so two processes
     starting together agree on one key and nobody ever reads a half-written file.
     """
-    from core.services import prepare_data_dir
-
     settings = settings or get_settings()
     path = key_path(settings)
     with _lock:

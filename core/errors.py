@@ -115,3 +115,12 @@ class ModelNotFound(LLMError):
         super().__init__(
             f'Model "{model}" is not available{where}. Pull it first: ollama pull {model}'
         )
+
+
+def first_line(exc: BaseException, secret: str | None = None) -> str:
+    """A storage failure's reason in one line (the driver's message, ``secret`` hidden)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    if secret:
+        line = line.replace(secret, "***")
+    return line

@@ -60,11 +60,11 @@ class Notebook:
 
 def connect() -> Notebook:
     """The notebook's database session and Redis client, from the app's settings."""
-    from core import db, services
+    from core import database, services
 
     settings = get_settings()
-    services.ping_postgres(db.get_engine())
-    engine = db.get_engine().execution_options(isolation_level="AUTOCOMMIT")
+    services.ping_postgres(database.get_engine())
+    engine = database.get_engine().execution_options(isolation_level="AUTOCOMMIT")
     session = Session(engine, expire_on_commit=False)
     client = services.redis_client(settings)
     services.ping_redis(client)

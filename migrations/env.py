@@ -45,7 +45,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from core.db import get_engine
+    from core.database import get_engine
 
     url = config.get_main_option("sqlalchemy.url") or None
     with get_engine(url).connect() as conn:

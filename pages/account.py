@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from app.context import current_user, header, set_notice, show_error, write
+from app.page import current_user, header, set_notice, show_error, write
 from core import accounts, cookies
 from core.errors import LedgerError
 from core.text import escape_markdown

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.context import apply, header, require_admin, show_error, write
+from app.page import apply, header, require_admin, show_error, write
 from core import admin, clock
 from core.errors import LedgerError
 from core.models import ROLES

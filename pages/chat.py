@@ -6,17 +6,9 @@ from typing import Any
 
 import streamlit as st
 
-from app.context import (
-    CONSUMED_KEY,
-    PROMPT_KEY,
-    TURN_KEY,
-    current_user,
-    header,
-    keep_unsaved,
-    show_error,
-    take_unsent,
-)
-from core import access, chat, db, llm, services
+from app.page import current_user, header, read, sessions_factory, show_error, store
+from app.recovery import CONSUMED_KEY, PROMPT_KEY, TURN_KEY, keep_unsaved, take_unsent
+from core import access, chat, chat_display, llm, turn
 from core.errors import EmptyPrompt, LedgerError
 
 user = current_user()
@@ -25,14 +17,14 @@ backend = llm.get_backend()
 
 def render(message: dict[str, Any]) -> None:
     with st.chat_message(message["role"]):
-        st.markdown(chat.for_display(message["content"]))
-        note = chat.status_note(message)
+        st.markdown(chat_display.for_display(message["content"]))
+        note = chat_display.status_note(message)
         if note and message.get("status") == "interrupted":
             st.warning(note, icon=":material/stop_circle:")
         elif note:
             st.error(note)
         if message.get("stats"):
-            st.caption(chat.caption(message["stats"]))
+            st.caption(chat_display.caption(message["stats"]))
 
 
 def new_chat() -> None:
@@ -59,15 +51,14 @@ else:
 # A click during a reply starts this run on a new thread while the old run still streams:
 # stop that reply and let it save, so the history below includes its partial text.
 previous = st.session_state.get(TURN_KEY)
-if isinstance(previous, chat.Turn) and not previous.stop(timeout=5):
+if isinstance(previous, turn.Turn) and not previous.stop(timeout=5):
     st.info("The previous reply is still being saved; it will appear on the next refresh.")
 
 session_id = st.query_params.get("session") or None
 if session_id:
     try:
-        r = services.redis_client()
-        with db.read_scope() as d:
-            opened = access.open_session(d, r, viewer=user, session_id=session_id)
+        r, wanted = store(), session_id
+        opened = read(lambda d: access.open_session(d, r, viewer=user, session_id=wanted))
     except LedgerError as exc:  # NotFound: "Session not found.", for anyone else's id too
         show_error(exc)
         st.button("Start a new chat", on_click=new_chat)
@@ -84,9 +75,9 @@ prompt = st.chat_input(
 prompt = prompt or take_unsent()
 if prompt is not None:
     try:
-        turn = chat.turn(
-            db.get_sessionmaker(),
-            services.redis_client(),
+        current = chat.turn(
+            sessions_factory(),
+            store(),
             backend,
             user_id=user.id,
             session_id=session_id,
@@ -100,11 +91,11 @@ if prompt is not None:
         with st.expander("Your prompt (not sent): copy it from here"):
             st.code(prompt, language=None, wrap_lines=True)
         st.stop()
-    st.session_state[TURN_KEY] = turn
+    st.session_state[TURN_KEY] = current
     st.session_state[CONSUMED_KEY] = prompt
-    st.query_params["session"] = str(turn.session_id)
+    st.query_params["session"] = str(current.session_id)
     with st.chat_message("user"):
-        st.markdown(chat.for_display(turn.prompt))
+        st.markdown(chat_display.for_display(current.prompt))
     with st.chat_message("assistant"):
         stop = st.empty()
         stop.button(
@@ -113,18 +104,18 @@ if prompt is not None:
             help="Stop the reply; the text so far is kept.",
         )
         try:
-            st.write_stream(chat.paced(chat.for_display(text) for text in turn))
+            st.write_stream(chat_display.paced(chat_display.for_display(t) for t in current))
         except LedgerError as exc:
             st.error(f"Reply failed: {exc}")
         finally:
-            turn.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
+            current.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
         st.session_state.pop(CONSUMED_KEY, None)  # this run was not cut short
         stop.empty()
-        if turn.stats is not None:
-            st.caption(chat.caption(turn.stats))
-        if turn.storage_error:
-            keep_unsaved(turn)
+        if current.stats is not None:
+            st.caption(chat_display.caption(current.stats))
+        if current.storage_error:
+            keep_unsaved(current)
             st.warning(
-                f"{turn.storage_error} Ledger keeps it and saves it as soon as the store answers "
-                "again, while this tab stays open."
+                f"{current.storage_error} Ledger keeps it and saves it as soon as the store "
+                "answers again, while this tab stays open."
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from app.context import header, set_notice, show_error, write
+from app.page import header, set_notice, show_error, write
 from core import accounts
 from core.config import get_settings
 from core.errors import Conflict, InvalidInput, LedgerError

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.context import apply, current_user, header, show_error, write
+from app.page import apply, current_user, header, show_error, store, write
 from app.scope import pick
-from core import access, clock, services, sessions, text
+from core import access, clock, export, search, sessions, text
 from core.errors import LedgerError
 
 PAGE_SIZE = 20
@@ -19,7 +19,7 @@ CHAT = st.Page(Path(__file__).resolve().with_name("chat.py"), title="Chat", url_
 S = st.session_state
 
 user = current_user()
-r = services.redis_client()
+r = store()
 header("Sessions", "Your conversations, newest first: search, open, rename, export or delete.")
 scope = pick(user, label="Whose sessions", me="My sessions")
 query = st.text_input("Search titles and messages", key="query")  # core says what is too long
@@ -38,7 +38,7 @@ def manage(row: sessions.Summary) -> None:
     if st.button("Rename", key=f"rename-{sid}") and new_title != row.title:
         apply(lambda d: access.rename(d, actor=user, session_id=sid, title=new_title), "Renamed.")
     cols = st.columns(3)
-    for col, kind in zip(cols, sessions.EXPORT_KINDS, strict=False):
+    for col, kind in zip(cols, export.EXPORT_KINDS, strict=False):
         col.download_button(
             f"Export {kind.label}",
             exporter(sid, kind.ext),
@@ -84,10 +84,10 @@ def show(
 
 def listing() -> None:
     if query.strip():
-        found = write(lambda d: sessions.search(d, r, user_id=scope, query=query))
+        found = write(lambda d: search.find(d, r, user_id=scope, query=query))
         st.caption(found.message)
         for hit in found.hits:
-            show(hit.session, hit.title_spans, sessions.match_notes(hit, **MARK))
+            show(hit.session, hit.title_spans, search.match_notes(hit, **MARK))
         return
     offset = S.get("offset", 0)
     page = write(lambda d: sessions.browse(d, user_id=scope, limit=PAGE_SIZE, offset=offset))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.context import header, require_admin
-from core import services, startup
+from app.page import header, require_admin
+from core import readiness, services
 from core.errors import LedgerError
 
 require_admin()
 header("Status", "The services this app is connected to, and whether they answer.")
 
-problems = startup.check_services()  # never raises: each problem is one line, shown below
+problems = readiness.problems()  # never raises: each problem is one line, shown below
 try:
     infos = services.describe()
 except LedgerError:

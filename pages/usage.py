@@ -6,9 +6,9 @@ import uuid
 
 import streamlit as st
 
-from app.context import apply, current_user, header, show_error, write
+from app.page import apply, current_user, header, show_error, write
 from app.scope import pick
-from core import charts, text, usage
+from core import charts, quota, text, usage
 from core.errors import LedgerError
 
 user = current_user()
@@ -21,14 +21,14 @@ picked = st.date_input("Dates (UTC, both included)", (default.start, default.end
 
 def quota_panel(uid: uuid.UUID) -> None:
     """Today's use against the quota; admins can change the user's quota here."""
-    status = write(lambda d: usage.quota_status(d, user_id=uid))
-    used, quota = status.used, status.quota
+    status = write(lambda d: quota.quota_status(d, user_id=uid))
+    used, limit = status.used, status.quota
     left, right = st.columns(2)
     left.metric("Tokens used today", f"{used:,}")
-    right.metric("Remaining today", "unlimited" if quota is None else f"{status.remaining:,}")
-    if quota is not None:
+    right.metric("Remaining today", "unlimited" if limit is None else f"{status.remaining:,}")
+    if limit is not None:
         st.progress(
-            status.fraction_used or 0.0, f"{used:,} of {quota:,} tokens ({status.source} quota)"
+            status.fraction_used or 0.0, f"{used:,} of {limit:,} tokens ({status.source} quota)"
         )
     st.caption(f"Days are UTC; today's count resets at {status.resets_at:%Y-%m-%d %H:%M} UTC.")
     if user.is_admin:
@@ -36,11 +36,11 @@ def quota_panel(uid: uuid.UUID) -> None:
             default_too = st.checkbox(
                 "Use the default (DAILY_TOKEN_QUOTA)", status.source == "default"
             )
-            value = st.number_input("Tokens per day (0 = unlimited)", 0, 10**12, quota or 0, 1000)
+            value = st.number_input("Tokens per day (0 = unlimited)", 0, 10**12, limit or 0, 1000)
             if st.button("Save quota"):
                 new = None if default_too else int(value)
                 apply(
-                    lambda d: usage.set_daily_quota(d, actor=user, user_id=uid, quota=new),
+                    lambda d: quota.set_daily_quota(d, actor=user, user_id=uid, quota=new),
                     "Quota saved.",
                 )
 
@@ -51,7 +51,8 @@ try:
     if not isinstance(picked, tuple) or len(picked) != 2:
         st.info("Pick an end date to see the range.")
         st.stop()
-    board = write(lambda d: usage.dashboard(d, user_id=scope, start=picked[0], end=picked[1]))
+    first, last = picked
+    board = write(lambda d: usage.dashboard(d, user_id=scope, start=first, end=last))
     if board.empty:
         st.info(
             f"No requests between {board.range.start} and {board.range.end}. Try a wider range."

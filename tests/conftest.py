@@ -25,9 +25,12 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import clock, db, services
+from core import clock, database, services
 from core.config import get_settings
+from core.embedded import postgres as embedded_postgres
+from core.embedded import redis as embedded_redis
 from core.models import Base
+from core.urls import sqlalchemy_url
 from tests.support.fake_ollama import FakeOllama
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +40,26 @@ ROOT = Path(__file__).resolve().parents[1]
 hypothesis.settings.register_profile("ci", derandomize=True, database=None, deadline=None)
 hypothesis.settings.register_profile("dev", deadline=None)
 hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+# The kinds of test, each a folder, slowest first: a parallel run hands out whole files in
+# this order, so the long browser and subprocess files start at once and the quick unit files
+# fill the gaps at the end, instead of one worker finishing a long file alone.
+KINDS = ("e2e", "integration", "notebooks", "app", "deploy", "unit")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test is marked with its kind, which is its folder: ``pytest -m unit``, ``-m "not
+    e2e"``. A test outside the kinds' folders fails the run (it would escape every selection)."""
+    tests = ROOT / "tests"
+    rank = {}
+    for item in items:
+        kind = Path(str(item.path)).relative_to(tests).parts[0]
+        if kind not in KINDS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of {', '.join(KINDS)}")
+        item.add_marker(getattr(pytest.mark, kind))
+        rank[item.nodeid] = KINDS.index(kind)
+    items.sort(key=lambda item: rank[item.nodeid])  # stable: file order within a kind
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -62,7 +85,7 @@ def pg_admin_url(work_dir: Path) -> Iterator[str]:
     if configured:
         yield configured.replace("postgresql+psycopg://", "postgresql://")
         return
-    services._runtime_dir()
+    embedded_postgres.runtime_dir()
     import pgserver
 
     server = pgserver.get_server(work_dir / "pg", cleanup_mode="delete")
@@ -76,9 +99,9 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
     name = f"ledger_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = services.sqlalchemy_url(_libpq_to_url(pg_admin_url, name))
+    url = sqlalchemy_url(_libpq_to_url(pg_admin_url, name))
     yield url
-    db.reset()
+    database.reset()
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -95,6 +118,7 @@ def _libpq_to_url(url: str, dbname: str) -> str:
 def redis_url(work_dir: Path) -> Iterator[str]:
     configured = os.environ.get("TEST_REDIS_URL")
     if configured:
+        configured = worker_redis_url(configured)
         # Tests flush this database: two runs on one machine (CI and a developer) take turns.
         digest = hashlib.sha256(configured.encode()).hexdigest()[:12]
         lock = Path(tempfile.gettempdir()) / f"ledger-test-redis-{digest}.lock"
@@ -102,10 +126,27 @@ def redis_url(work_dir: Path) -> Iterator[str]:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield configured
         return
-    server = services.open_embedded_redis(work_dir / "redis-data")
+    server = embedded_redis.open_embedded_redis(work_dir / "redis-data")
     yield server.url
     services.reset()
     server.leave()  # the last (only) user: the server shuts down
+
+
+def worker_redis_url(url: str) -> str:
+    """Under pytest-xdist each worker flushes its own Redis database: the URL's database
+    number minus the worker's index (gw0 keeps it, gw1 takes the one below...)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if index > base:
+        raise pytest.UsageError(
+            f"TEST_REDIS_URL's database {base} leaves no database for worker {worker}: "
+            "use a higher database number (15) or fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{base - index}"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -138,15 +179,15 @@ def services_env(pg_url: str, redis_url: str) -> Iterator[None]:
     mp.setenv("DATABASE_URL", pg_url)
     mp.setenv("REDIS_URL", redis_url)
     get_settings.cache_clear()
-    db.reset()
+    database.reset()
     services.reset()
     from core import migrate
 
-    migrate.upgrade(db.get_engine())
+    migrate.upgrade(database.get_engine())
     yield
     mp.undo()
     get_settings.cache_clear()
-    db.reset()
+    database.reset()
     services.reset()
 
 
@@ -156,7 +197,7 @@ def services_env(pg_url: str, redis_url: str) -> Iterator[None]:
 @pytest.fixture
 def clean_state(services_env: None) -> Iterator[None]:
     """Empty tables and an empty Redis database before the test; real time after it."""
-    engine = db.get_engine()
+    engine = database.get_engine()
     tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -168,7 +209,7 @@ def clean_state(services_env: None) -> Iterator[None]:
 @pytest.fixture
 def dbs(clean_state: None) -> Iterator[Session]:
     """A database session; the test commits when it wants rows to be visible elsewhere."""
-    with db.get_sessionmaker()() as session:
+    with database.get_sessionmaker()() as session:
         yield session
 
 

@@ -1,4 +1,4 @@
-"""The admin page through the real router (app/ui.py), as an administrator's browser sees it:
+"""The admin page through the real router (app/router.py), as an administrator's browser sees it:
 the table of accounts, and each action (role, disable/enable, unlock, reset) with its notice,
 its effect in PostgreSQL, and the refusal that keeps one enabled administrator."""
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import clock, db
+from core import clock, database
 from tests.support import people
 from tests.support.people import stored
 from tests.support.router import browser, errors, go, login, page, signed_in
@@ -30,7 +30,7 @@ def now(jar: dict[str, str]) -> Iterator[list[datetime]]:
 
 
 def make_user(name: str, role: str = "user") -> None:
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         people.make_user(session, name, role)
 
 

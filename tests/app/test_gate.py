@@ -1,4 +1,4 @@
-"""The login gate, driven through the router (app/ui.py) with Streamlit's AppTest.
+"""The login gate, driven through the router (app/router.py) with Streamlit's AppTest.
 
 Each AppTest is one browser session. Its cookie jar is simulated by replacing
 ``app.auth.request_cookie`` (AppTest cannot send cookies); tokens are made by the same
@@ -17,18 +17,18 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from app import auth as app_auth
-from core import accounts, admin, clock, cookies, db
+from core import accounts, admin, clock, cookies, database
 from core.accounts import Identity
 from core.config import get_settings
 from core.models import User
-from tests.app.conftest import Sidebar
 from tests.support import people
+from tests.support.apptest import Sidebar
 from tests.support.people import PASSWORD
 from tests.support.router import ROOT, browser, errors, login, page, signed_in
 
 
 def make_user(name: str = "alice", role: str = "user") -> User:
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         return people.make_user(session, name, role)
 
 
@@ -46,7 +46,7 @@ def cookie_of(at: AppTest) -> str:
 
 
 def users() -> int:
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         return int(session.scalar(select(func.count()).select_from(User)) or 0)
 
 
@@ -123,7 +123,7 @@ def test_five_failures_lock_and_the_lock_lifts_after_fifteen_minutes(
 
 def test_a_disabled_account_says_so_only_after_the_right_password(jar: dict[str, str]) -> None:
     boss, alice = make_user("boss", "admin"), make_user()
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         admin.set_disabled(session, actor_id=boss.id, user_id=alice.id, disabled=True)
     at = browser()
     login(at, "alice", "not the password")
@@ -257,7 +257,7 @@ def test_a_deep_link_survives_the_login(jar: dict[str, str]) -> None:
     make_user()
     at = login(browser(), "alice").switch_page("../pages/usage.py").run()
     assert page(at) == "Usage"
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         accounts.logout_everywhere(session, user_id=signed_in(at).id)  # type: ignore[union-attr]
     at.run()
     assert page(at) == "Usage" and signed_in(at) is None
@@ -274,7 +274,7 @@ def test_a_non_admin_is_refused_the_admin_page(jar: dict[str, str]) -> None:
     make_user("other", "admin")
     at = login(browser(), "other").switch_page("../pages/admin.py").run()
     assert page(at) == "Admin" and at.dataframe
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         boss = accounts.get_by_username(session, username="boss")
         other = accounts.get_by_username(session, username="other")
         admin.set_role(session, actor_id=boss.id, user_id=other.id, role="user")  # type: ignore[union-attr]
@@ -426,7 +426,7 @@ def test_all_broken_rules_are_listed_together(form: AppTest) -> None:
 def test_unicode_and_markup_in_the_display_name_are_kept_verbatim(form: AppTest) -> None:
     name = "Robert'); DROP TABLE users;-- <img src=x onerror=alert(1)> 李 🧾"
     register(form, display_name=name)
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         stored = accounts.get_by_username(session, username="newbie")
         assert stored is not None and stored.display_name == name
 

@@ -1,4 +1,4 @@
-"""Hostile text in password fields, through the router (app/ui.py): SQL, HTML, quotes and any
+"""Hostile text in password fields, through the router (app/router.py): SQL, HTML, quotes and any
 Unicode are just characters of a password, and a 100 kB value is refused with a message.
 
 Registering with such a password and logging in with it works exactly (one character off
@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import accounts, db
+from core import accounts, database, passwords
 from tests.support import people
 from tests.support.people import PASSWORD, stored
 from tests.support.router import browser, errors, go, login, page, signed_in
@@ -40,7 +40,7 @@ def register(at: AppTest, password: str) -> AppTest:
 def test_a_registered_hostile_password_logs_in_exactly(jar: dict[str, str]) -> None:
     at = register(browser().switch_page("../pages/register.py").run(), HOSTILE)
     assert errors(at) == [] and "Account zoe created" in at.success[0].value
-    assert accounts.verify_password(HOSTILE, stored("zoe").password_hash)
+    assert passwords.verify_password(HOSTILE, stored("zoe").password_hash)
 
     for near_miss in (HOSTILE[:-1], HOSTILE.replace("'", '"'), HOSTILE.replace("李", "季")):
         assert errors(login(browser(), "zoe", near_miss)) == ["Wrong username or password."]
@@ -50,7 +50,7 @@ def test_a_registered_hostile_password_logs_in_exactly(jar: dict[str, str]) -> N
 def test_a_hundred_kilobyte_registration_password_is_refused(jar: dict[str, str]) -> None:
     at = register(browser().switch_page("../pages/register.py").run(), HUGE)
     assert errors(at) == ["**Password**: Password must be at most 1024 characters."]
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         assert accounts.get_by_username(session, username="zoe") is None
 
 
@@ -60,7 +60,7 @@ def test_a_hundred_kilobyte_registration_password_is_refused(jar: dict[str, str]
 @pytest.fixture
 def account(jar: dict[str, str]) -> AppTest:
     """alice signed in, on the Account page."""
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         people.make_user(session, "alice")
     at = go(login(browser(), "alice"), "account")
     assert page(at) == "Account"

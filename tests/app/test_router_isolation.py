@@ -1,4 +1,4 @@
-"""Isolation between users through the real router (app/ui.py), as a signed-in browser sees it:
+"""Isolation between users through the real router (app/router.py), as a signed-in browser sees it:
 another user's sessions, history and usage are never shown, searched, exported or deleted;
 admin pages refuse analysts; admins can look at one user or everyone.
 
@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from core import clock, history, sessions, text, usage
+from core import clock, history, sessions, text, usage_log
 from core.models import LlmCall, User
-from tests.app.conftest import Sidebar, chart_data, download
+from tests.support.apptest import Sidebar, chart_data, download
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import make_user
 from tests.support.router import browser, errors, go, login, open_url, page
@@ -42,7 +42,7 @@ def conversation(
 
 def calls(dbs: Session, owner: User, sid: uuid.UUID, tokens: list[int]) -> None:
     for n in tokens:
-        usage.record_call(
+        usage_log.record_call(
             dbs,
             user_id=owner.id,
             session_id=sid,

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from core import clock, history, sessions, text
 from core.accounts import Identity
 from core.models import ConversationSession
-from tests.app.conftest import download
+from tests.support.apptest import download
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import identity
 
@@ -272,7 +272,7 @@ def test_an_admin_opens_another_users_session_read_only(
 def test_a_prompt_kept_from_an_outage_is_not_offered_in_someone_elses_session(
     page: Page, world: dict, bobs_talk: uuid.UUID, r: redis.Redis, ollama_env: FakeOllama
 ) -> None:
-    from app.context import UNSENT_KEY
+    from app.recovery import UNSENT_KEY
 
     at = page("chat", world["root"])
     at.session_state[UNSENT_KEY] = "Root's own question"

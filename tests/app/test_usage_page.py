@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from core import clock, sessions, usage
+from core import clock, quota, sessions, usage, usage_log, usage_percentiles
 from core.accounts import Identity
 from core.config import get_settings
-from tests.app.conftest import ROOT, chart_data
+from tests.support.apptest import ROOT, chart_data
 from tests.support.people import identity
 
 TODAY = datetime(2026, 4, 10, 15, 0, tzinfo=UTC)
@@ -47,7 +47,7 @@ def people(dbs: Session) -> dict[str, Identity]:
     }
     for name, ago, model, prompt, completion, ttft, duration, outcome in CALLS:
         clock.set_source(lambda ago=ago: TODAY - timedelta(days=ago, hours=1))
-        usage.record_call(
+        usage_log.record_call(
             dbs,
             user_id=found[name].id,
             session_id=chats[name].id,
@@ -180,7 +180,7 @@ def test_admin_sees_everyone_then_one_user_and_sets_their_quota(
     at.button[0].click().run()
     assert not at.exception
     assert [s.value for s in at.success] == ["Quota saved."]
-    assert usage.daily_quota(dbs, user_id=people["ben"].id) == 5000
+    assert quota.daily_quota(dbs, user_id=people["ben"].id) == 5000
     assert metrics(at)["Remaining today"] == "5,000"
 
 
@@ -191,7 +191,7 @@ def test_an_analyst_cannot_pick_other_users(page: Page, people: dict[str, Identi
 
 
 def test_unknown_identity_is_asked_to_log_in(services_env: None) -> None:
-    from tests.app.conftest import ROOT
+    from tests.support.apptest import ROOT
 
     at = AppTest.from_file(str(ROOT / "pages" / "usage.py")).run()
     assert [w.value for w in at.warning] == ["Please log in."]
@@ -205,12 +205,12 @@ def test_everyones_percentiles_over_the_exact_limit_are_marked_estimated(
     page: Page, people: dict[str, Identity], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Everyone's default range holds 5 requests: at the limit they are exact, above it estimated.
-    monkeypatch.setattr(usage, "EXACT_PERCENTILE_ROWS", 5)
+    monkeypatch.setattr(usage_percentiles, "EXACT_PERCENTILE_ROWS", 5)
     at = page("usage", people["root"]).run()
     at.selectbox[0].set_value("all").run()
     assert metrics(at)["Requests"] == "5"
     assert ESTIMATED not in [c.value for c in at.caption]
-    monkeypatch.setattr(usage, "EXACT_PERCENTILE_ROWS", 4)
+    monkeypatch.setattr(usage_percentiles, "EXACT_PERCENTILE_ROWS", 4)
     at.run()
     assert not at.exception
     assert ESTIMATED in [c.value for c in at.caption]
@@ -226,10 +226,10 @@ def statements() -> Iterator[list[str]]:
     """The SQL sent to PostgreSQL meanwhile, in order."""
     from sqlalchemy import event
 
-    from core import db
+    from core import database
 
     sent: list[str] = []
-    engine = db.get_engine()
+    engine = database.get_engine()
 
     def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         sent.append(statement)

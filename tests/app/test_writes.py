@@ -2,7 +2,7 @@
 
 st.rerun() raises a control-flow exception; raised inside ``session_scope`` it rolls the
 transaction back, so a write followed by a rerun in the same block is silently lost. Pages
-write through ``app.context.apply`` (commit, then rerun) and tests/unit/test_page_rules.py
+write through ``app.page.apply`` (commit, then rerun) and tests/unit/test_page_rules.py
 keeps Streamlit calls out of transactions.
 """
 
@@ -17,11 +17,11 @@ from core import accounts
 def rerun_inside_the_transaction() -> None:
     import streamlit as st
 
-    from core import accounts, db
+    from core import accounts, database
 
     if not st.session_state.get("done"):
         st.session_state["done"] = True
-        with db.session_scope() as session:
+        with database.session_scope() as session:
             accounts.create_user(
                 session,
                 username="lost",
@@ -35,7 +35,7 @@ def rerun_inside_the_transaction() -> None:
 def write_with_apply() -> None:
     import streamlit as st
 
-    from app.context import apply, show_notice
+    from app.page import apply, show_notice
     from core import accounts
 
     show_notice()

@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if REASON is None:
         return
     for item in items:
-        if item.get_closest_marker("e2e") is not None:
+        if "chromium" in getattr(item, "fixturenames", ()):
             if os.environ.get("LEDGER_REQUIRE_BROWSER") == "1":
                 item.add_marker(pytest.mark.usefixtures("_browser_required"))
             else:

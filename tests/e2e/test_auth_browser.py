@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from core import accounts, db
+from core import accounts, database
 from tests.support.app_server import AppServer
 from tests.support.browser import (
     click_and_settle,
@@ -26,8 +26,6 @@ from tests.support.browser import (
     new_context,
     open_page,
 )
-
-pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
 
@@ -44,7 +42,7 @@ def app_url(services_env: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture
 def alice(clean_state: None) -> None:
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         accounts.create_user(
             session, username="alice", email="a@example.com", display_name="Alice",
             password=PASSWORD,

@@ -24,14 +24,12 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from core import accounts, db, migrate
+from core import accounts, database, migrate
 from tests.support import browser as b
 from tests.support.app_server import AppServer
 from tests.support.fake_ollama import FakeOllamaProcess
 from tests.support.pg_server import PostgresServer
 from tests.support.redis_server import RedisServer
-
-pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "fay.analyst", "faults are facts of life"
 MODEL = "llama3.2:3b"
@@ -64,12 +62,12 @@ def own_pg() -> Iterator[PostgresServer]:
     engine = create_engine(server.url)
     migrate.upgrade(engine)
     engine.dispose()
-    with db.session_scope(server.url) as session:
+    with database.session_scope(server.url) as session:
         accounts.create_user(
             session, username=USER, email="fay@example.com", display_name="Fay", password=PASSWORD
         )
     yield server
-    db.reset()
+    database.reset()
     server.destroy()
 
 

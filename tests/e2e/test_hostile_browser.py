@@ -21,13 +21,11 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import text
 
-from core import accounts, db
+from core import accounts, database
 from tests.support import browser as b
 from tests.support.app_server import AppServer
 from tests.support.fake_ollama import FakeOllama
 from tests.support.state import empty_tables
-
-pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "mallory", "hostile but valid passphrase"
 NAME = "<img src=x onerror=alert('name')>Mallory"
@@ -90,7 +88,7 @@ def app(
 @pytest.fixture(scope="module")
 def page(app: AppServer, chromium: Any) -> Iterator[Any]:
     empty_tables()
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         accounts.create_user(
             session, username=USER, email="m@example.com", display_name=NAME, password=PASSWORD
         )
@@ -197,7 +195,7 @@ HOSTILE_SESSIONS = {
 
 
 def _rows() -> tuple[int, int]:
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         found = session.execute(
             text(
                 "SELECT (SELECT count(*) FROM conversation_sessions), (SELECT count(*) FROM users)"

@@ -26,8 +26,6 @@ from tests.support.app_server import AppServer, get
 from tests.support.deploy import ROOT, dockerignore_patterns, ignored, stages
 from tests.support.fake_ollama import FakeOllama
 
-pytestmark = pytest.mark.slow
-
 
 def build_layout(target: Path) -> Path:
     patterns = dockerignore_patterns()

@@ -31,8 +31,6 @@ from tests.support.app_server import AppServer, get
 from tests.support.fake_ollama import FakeOllama
 from tests.support.state import empty_tables
 
-pytestmark = pytest.mark.e2e
-
 USERNAME, PASSWORD = "nadia.k", "a long enough passphrase"
 QUESTION = "What does EBITDA leave out, and why do analysts still use it?"
 REPLY = (

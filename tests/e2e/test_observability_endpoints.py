@@ -27,8 +27,6 @@ from tests.support.deploy import healthcheck_command
 from tests.support.fake_ollama import FakeOllama
 from tests.support.redis_server import RedisServer
 
-pytestmark = pytest.mark.slow
-
 # The metric families core.metrics promises (the contract in the shared brief), with types.
 EXPECTED_FAMILIES = {
     "ledger_llm_requests": "counter",

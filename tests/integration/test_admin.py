@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from core import accounts, admin, db, usage
+from core import accounts, admin, database, login, usage_log
 from core.errors import Conflict, Forbidden, LedgerError
 from tests.support.locks import wait_until_blocked
 from tests.support.people import PASSWORD, make_user
@@ -28,7 +28,7 @@ def call(dbs: Session, fn: Callable[..., Any], **kwargs: Any) -> Any:
 def test_list_shows_every_user_with_usage_totals(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     for prompt, completion in [(10, 20), (5, 7)]:
-        usage.record_call(
+        usage_log.record_call(
             dbs,
             user_id=alice.id,
             session_id=None,
@@ -102,13 +102,13 @@ def test_an_admin_demoted_while_their_action_waits_is_refused(dbs: Session) -> N
     when she started, disables bert: anna waits, then is refused as the user she now is,
     and bert stays the enabled admin."""
     anna, bert = make(dbs, "anna", "admin"), make(dbs, "bert", "admin")
-    demoting = db.get_sessionmaker()()
+    demoting = database.get_sessionmaker()()
     admin.set_role(demoting, actor_id=bert.id, user_id=anna.id, role="user")
     outcome: list[str] = []
 
     def disable_bert() -> None:
         try:
-            with db.session_scope() as session:
+            with database.session_scope() as session:
                 admin.set_disabled(session, actor_id=anna.id, user_id=bert.id, disabled=True)
             outcome.append("ok")
         except LedgerError as exc:
@@ -147,7 +147,7 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(dbs: Session) ->
     def demote(actor: uuid.UUID, target: uuid.UUID) -> None:
         barrier.wait()
         try:
-            with db.session_scope() as session:
+            with database.session_scope() as session:
                 admin.set_role(session, actor_id=actor, user_id=target, role="user")
             outcomes.append("ok")
         except LedgerError as exc:
@@ -168,8 +168,8 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(dbs: Session) ->
 def test_reset_password_gives_a_one_time_password_that_must_be_changed(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     one_time = call(dbs, admin.reset_password, actor_id=boss.id, user_id=alice.id)
-    assert not accounts.login(dbs, username="alice", password=PASSWORD).ok
-    result = accounts.login(dbs, username="alice", password=one_time)
+    assert not login.attempt(dbs, username="alice", password=PASSWORD).ok
+    result = login.attempt(dbs, username="alice", password=one_time)
     assert result.ok and result.identity is not None and result.identity.must_change_password
     dbs.commit()
     accounts.change_password(
@@ -190,28 +190,28 @@ def test_an_admin_resets_their_own_password_on_the_account_page(dbs: Session) ->
 def test_reset_password_lifts_a_lockout(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     for _ in range(5):
-        accounts.login(dbs, username="alice", password="wrong wrong wrong")
+        login.attempt(dbs, username="alice", password="wrong wrong wrong")
     dbs.commit()
     one_time = call(dbs, admin.reset_password, actor_id=boss.id, user_id=alice.id)
-    assert accounts.login(dbs, username="alice", password=one_time).ok
+    assert login.attempt(dbs, username="alice", password=one_time).ok
 
 
 def test_unlock_lifts_a_lockout(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     for _ in range(5):
-        accounts.login(dbs, username="alice", password="wrong wrong wrong")
+        login.attempt(dbs, username="alice", password="wrong wrong wrong")
     dbs.commit()
-    assert not accounts.login(dbs, username="alice", password=PASSWORD).ok
+    assert not login.attempt(dbs, username="alice", password=PASSWORD).ok
     call(dbs, admin.unlock, actor_id=boss.id, user_id=alice.id)
-    assert accounts.login(dbs, username="alice", password=PASSWORD).ok
+    assert login.attempt(dbs, username="alice", password=PASSWORD).ok
 
 
 def test_enable_after_disable_allows_login_again(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     call(dbs, admin.set_disabled, actor_id=boss.id, user_id=alice.id, disabled=True)
-    assert not accounts.login(dbs, username="alice", password=PASSWORD).ok
+    assert not login.attempt(dbs, username="alice", password=PASSWORD).ok
     call(dbs, admin.set_disabled, actor_id=boss.id, user_id=alice.id, disabled=False)
-    assert accounts.login(dbs, username="alice", password=PASSWORD).ok
+    assert login.attempt(dbs, username="alice", password=PASSWORD).ok
 
 
 def test_an_unknown_role_is_refused(dbs: Session) -> None:

@@ -13,7 +13,18 @@ from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import accounts, chat, clock, db, history, llm, sessions
+from core import (
+    accounts,
+    chat,
+    chat_display,
+    clock,
+    context_window,
+    database,
+    history,
+    llm,
+    sessions,
+    turn,
+)
 from core.config import get_settings
 from core.errors import (
     EmptyPrompt,
@@ -45,9 +56,9 @@ def env(ollama_env: FakeOllama, r: redis.Redis, dbs: Session) -> FakeOllama:
     return ollama_env
 
 
-def start(user_id: uuid.UUID, prompt: str = "What is EBITDA?", **kw: object) -> chat.Turn:
+def start(user_id: uuid.UUID, prompt: str = "What is EBITDA?", **kw: object) -> turn.Turn:
     return chat.turn(
-        db.get_sessionmaker(),
+        database.get_sessionmaker(),
         kw.pop("r", None) or _redis(),  # type: ignore[arg-type]
         llm.get_backend(),
         user_id=user_id,
@@ -95,7 +106,7 @@ def test_reply_streams_and_everything_is_recorded(
     assert t.stats is not None
     assert t.stats.completion_tokens == 5 and not t.stats.estimated
     assert t.stats.ttft_ms is not None and t.stats.tokens_per_second
-    assert chat.caption(t.stats).startswith("5 tokens · ")
+    assert chat_display.caption(t.stats).startswith("5 tokens · ")
 
     stored = history.read_all(r, session_id=t.session_id)
     assert [(m["role"], m["content"]) for m in stored] == [
@@ -180,7 +191,7 @@ def test_persona_comes_first_and_history_follows(env: FakeOllama, user_id: uuid.
 
 def cost(text: str) -> int:
     """What a message costs in the budget with the Ollama backend (no tokenizer at hand)."""
-    return llm.estimate_tokens(text) + chat.MESSAGE_OVERHEAD_TOKENS
+    return llm.estimate_tokens(text) + context_window.MESSAGE_OVERHEAD_TOKENS
 
 
 # reported by /api/show, the window used; LLM_CONTEXT_TOKENS=2048, LLM_MAX_CONTEXT_TOKENS=8192
@@ -502,7 +513,7 @@ def test_stopping_a_turn_never_started_ends_it_at_once(
 def test_usage_row_failure_keeps_the_reply_in_redis(
     env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
 ) -> None:
-    real = db.get_sessionmaker()
+    real = database.get_sessionmaker()
     engine = create_engine(
         "postgresql+psycopg://postgres@127.0.0.1:1/ledger", connect_args={"connect_timeout": 2}
     )
@@ -559,7 +570,7 @@ def test_a_reply_redis_refused_is_saved_by_save_again_once_redis_takes_writes(
 def test_a_usage_row_postgresql_refused_is_written_by_save_again(
     env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
 ) -> None:
-    real = db.get_sessionmaker()
+    real = database.get_sessionmaker()
     engine = create_engine(
         "postgresql+psycopg://postgres@127.0.0.1:1/ledger", connect_args={"connect_timeout": 2}
     )

@@ -6,11 +6,11 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy import text
 
-from core import db
+from core import database
 
 
 def _backend_pid(url: str) -> int:
-    with db.get_engine(url).connect() as conn:
+    with database.get_engine(url).connect() as conn:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
@@ -24,18 +24,18 @@ def _terminate(pg_admin_url: str, pid: int) -> None:
 def test_a_connection_the_server_ended_is_replaced_without_an_error(
     pg_url: str, pg_admin_url: str
 ) -> None:
-    db.reset()
+    database.reset()
     first = _backend_pid(pg_url)  # now idle in the pool
     assert _backend_pid(pg_url) == first  # the pool hands the same connection back
     _terminate(pg_admin_url, first)
     replaced = _backend_pid(pg_url)  # without the checkout check this raises OperationalError
     assert replaced != first
-    db.reset()
+    database.reset()
 
 
 def test_read_scope_runs_outside_a_transaction(pg_url: str) -> None:
-    db.reset()
-    with db.read_scope(pg_url) as session:
+    database.reset()
+    with database.read_scope(pg_url) as session:
         # Each statement is its own transaction (no BEGIN sent before it): the transaction
         # started with this statement. After a BEGIN it would have started earlier.
         for _ in range(2):
@@ -43,7 +43,7 @@ def test_read_scope_runs_outside_a_transaction(pg_url: str) -> None:
             assert same is True
     # Back in the pool, the connection is transactional again for session_scope, where the
     # same check tells the difference: the second statement runs in the first one's transaction.
-    with db.session_scope(pg_url) as session:
+    with database.session_scope(pg_url) as session:
         session.execute(text("SELECT pg_sleep(0.01)"))
         assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is False
-    db.reset()
+    database.reset()

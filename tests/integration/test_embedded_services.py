@@ -1,6 +1,6 @@
 """The embedded PostgreSQL and Redis, seen from several real processes.
 
-Each test gives its processes their own DATA_DIR; the processes are ``service_worker.py``
+Each test gives its processes their own DATA_DIR; the processes are ``tests/support/service_worker.py``
 (core's own code paths) and ``python -m core check``.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 import psutil
 import pytest
 
-from core.services import _process_alive
+from core.embedded.processes import process_alive
 
-WORKER = Path(__file__).with_name("service_worker.py")
+WORKER = Path(__file__).parents[1] / "support" / "service_worker.py"
 SUBREAPER = (
     "import ctypes, runpy, sys; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0); "  # PR_SET_CHILD_SUBREAPER
     "sys.argv = [{worker!r}]; runpy.run_path({worker!r}, run_name='__main__')"
@@ -234,11 +234,11 @@ def test_servers_run_until_the_last_process_leaves(
     pids = a.ask("start")
     b.ask("start")
     a.exit()
-    assert _process_alive(pids["postmaster"]) and _process_alive(pids["redis"])
+    assert process_alive(pids["postmaster"]) and process_alive(pids["redis"])
     assert b.ask("pg-get missing") is None  # still served
     b.exit()
-    assert not _process_alive(pids["postmaster"])
-    assert not _process_alive(pids["redis"])
+    assert not process_alive(pids["postmaster"])
+    assert not process_alive(pids["redis"])
     assert handles(data_dir) == ([], [])
 
 
@@ -254,7 +254,7 @@ def test_history_survives_a_restart_of_the_embedded_redis(
     for text in ("first question", "first answer", "second question"):
         a.ask(f"history-append {sid} {text}")
     a.exit()  # the only client: the server is shut down
-    assert not _process_alive(before["redis"])
+    assert not process_alive(before["redis"])
     assert b"second question" in (data_dir / "redis" / "ledger.aof").read_bytes()
 
     b = spawn()
@@ -308,8 +308,8 @@ def test_a_sigkilled_process_does_not_keep_the_servers_running(
     b.kill()  # never leaves: its pid stays in both lists
     assert b.proc.pid in handles(data_dir)[0]
     a.exit()
-    assert not _process_alive(pids["postmaster"])
-    assert not _process_alive(pids["redis"])
+    assert not process_alive(pids["postmaster"])
+    assert not process_alive(pids["redis"])
     assert handles(data_dir) == ([], [])
 
 
@@ -323,8 +323,8 @@ def test_the_next_process_after_a_crash_takes_over_and_stops_the_servers(
     assert b.ask("start") == pids  # attached to the same servers
     assert a.proc.pid not in handles(data_dir)[0]
     b.exit()
-    assert not _process_alive(pids["postmaster"])
-    assert not _process_alive(pids["redis"])
+    assert not process_alive(pids["postmaster"])
+    assert not process_alive(pids["redis"])
 
 
 # --- folders that are not ours --------------------------------------------------------------
@@ -470,12 +470,12 @@ def test_a_revived_redis_server_is_shared_by_every_process_again(
     assert b.ask(f"history-read {sid}") == ["from a", "a again"]
     a.exit()
     b.exit()
-    assert not _process_alive(new)  # the last one out stopped it, as before the crash
+    assert not process_alive(new)  # the last one out stopped it, as before the crash
 
 
 def wait_dead(pid: int) -> None:
     for _ in range(1000):
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return
         time.sleep(0.01)  # polls a state change, does not wait for time to pass
     raise AssertionError(f"process {pid} did not die")

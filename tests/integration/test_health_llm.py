@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from core import health, llm
+from core import llm, readiness
 from core.config import get_settings
 from tests.support.fake_ollama import FakeOllama
 
 
 def test_llm_probe_is_registered() -> None:
-    assert health.check_llm in health.PROBES
+    assert readiness.check_llm in readiness.PROBES
 
 
 def test_reachable_ollama_is_healthy(ollama_env: FakeOllama) -> None:
-    check = health.check_llm()
+    check = readiness.check_llm()
     assert check.name == "llm" and check.ok
     assert f"Ollama at {ollama_env.url}: reachable" in check.detail
 
 
 def test_unreachable_ollama_is_unhealthy_with_the_host() -> None:
     llm.reset()
-    check = health.check_llm()  # the suite points OLLAMA_HOST at a closed port
+    check = readiness.check_llm()  # the suite points OLLAMA_HOST at a closed port
     assert not check.ok and "not reachable at http://127.0.0.1:9" in check.detail
 
 
@@ -31,7 +31,7 @@ def test_embedded_model_is_healthy_when_it_loads(monkeypatch: pytest.MonkeyPatch
     get_settings.cache_clear()
     llm.reset()
     try:
-        check = health.check_llm()
+        check = readiness.check_llm()
         assert check.ok and "embedded llama.cpp (a small demo model): loaded" in check.detail
     finally:
         get_settings.cache_clear()
@@ -44,7 +44,7 @@ def test_missing_embedded_model_file_is_unhealthy(monkeypatch: pytest.MonkeyPatc
     get_settings.cache_clear()
     llm.reset()
     try:
-        check = health.check_llm()
+        check = readiness.check_llm()
         assert not check.ok and "/nonexistent/model.gguf does not exist" in check.detail
     finally:
         get_settings.cache_clear()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from core import db, health, services
+from core import database, readiness, services
 from core.config import get_settings
 
 
@@ -31,19 +31,19 @@ def pointed_elsewhere(services_env: None) -> Iterator[pytest.MonkeyPatch]:
     yield mp
     mp.undo()
     get_settings.cache_clear()
-    db.reset()
+    database.reset()
     services.reset()
 
 
 def _repoint(mp: pytest.MonkeyPatch, name: str, url: str) -> None:
     mp.setenv(name, url)
     get_settings.cache_clear()
-    db.reset()
+    database.reset()
     services.reset()
 
 
 def test_postgres_and_redis_probes_pass_against_the_test_servers(services_env: None) -> None:
-    pg, rd = health.check_postgres(), health.check_redis()
+    pg, rd = readiness.check_postgres(), readiness.check_redis()
     assert (pg.name, pg.ok, pg.detail) == ("postgres", True, "ok")
     assert (rd.name, rd.ok, rd.detail) == ("redis", True, "ok")
 
@@ -53,11 +53,11 @@ def test_unreachable_redis_fails_its_probe_and_counts_a_storage_error(
 ) -> None:
     _repoint(pointed_elsewhere, "REDIS_URL", f"redis://127.0.0.1:{dead_port}/0")
     before = storage_errors("redis")
-    check = health.check_redis()
+    check = readiness.check_redis()
     assert not check.ok
     assert check.detail.startswith(f"Redis is not reachable at redis://127.0.0.1:{dead_port}/0")
     assert storage_errors("redis") == before + 1
-    assert health.check_postgres().ok
+    assert readiness.check_postgres().ok
 
 
 def test_unreachable_postgres_fails_its_probe_without_showing_the_password(
@@ -69,7 +69,7 @@ def test_unreachable_postgres_fails_its_probe_without_showing_the_password(
         f"postgresql://ledger:s3cret-pw@127.0.0.1:{dead_port}/ledger",
     )
     before = storage_errors("postgres")
-    check = health.check_postgres()
+    check = readiness.check_postgres()
     assert not check.ok
     assert check.detail.startswith(
         "PostgreSQL is not reachable at postgresql+psycopg://ledger:***@"

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, chat, db, history, llm, sessions, text
+from core import accounts, chat, database, export, history, llm, login, search, sessions, text
 from core.errors import EmptyPrompt, InvalidInput, LedgerError, NotFound
 from core.models import ConversationSession, User
-from tests.strategies import TRICKY, any_text, ten_kilobytes
 from tests.support.fake_ollama import FakeOllama
+from tests.support.strategies import TRICKY, any_text, ten_kilobytes
 from tests.support.unicode import as_stored
 
 EXAMPLES = settings(
@@ -77,10 +77,10 @@ def test_any_prompt_is_stored_as_cleaned_or_refused_with_nothing_written(
         expected = chat.clean_prompt(prompt)
     except (EmptyPrompt, InvalidInput) as refusal:
         with pytest.raises(type(refusal)):
-            chat.turn(db.get_sessionmaker(), r, llm.get_backend(), user_id=uid, prompt=prompt)
+            chat.turn(database.get_sessionmaker(), r, llm.get_backend(), user_id=uid, prompt=prompt)
         assert sessions_of(dbs, uid) == 0
         return
-    t = chat.turn(db.get_sessionmaker(), r, llm.get_backend(), user_id=uid, prompt=prompt)
+    t = chat.turn(database.get_sessionmaker(), r, llm.get_backend(), user_id=uid, prompt=prompt)
     sent_before = len(ollama_env.requests)
     try:
         reply = "".join(t)
@@ -97,7 +97,7 @@ def test_any_prompt_is_stored_as_cleaned_or_refused_with_nothing_written(
         ("assistant", reply),
     ]
     row = sessions.get_for_owner(dbs, user_id=uid, session_id=t.session_id)
-    assert row.title == chat.session_title(expected)
+    assert row.title == sessions.title_from_prompt(expected)
 
 
 # --- search text --------------------------------------------------------------------------
@@ -124,13 +124,13 @@ def test_any_search_text_finds_a_message_containing_it_or_is_refused(
     content = f"before {needle} after"
     history.append(r, session_id=row.id, message=history.make_message("assistant", content))
     try:
-        query = sessions.clean_query(needle)
+        query = search.clean_query(needle)
     except InvalidInput as refusal:
         assert refusal.field == "query"
         with pytest.raises(InvalidInput):
-            sessions.search(dbs, r, user_id=uid, query=needle)
+            search.find(dbs, r, user_id=uid, query=needle)
         return
-    found = sessions.search(dbs, r, user_id=uid, query=needle)
+    found = search.find(dbs, r, user_id=uid, query=needle)
     assert [hit.session.id for hit in found.hits] == [row.id], (query, content)
     for hit in found.hits:
         for match in hit.messages:
@@ -145,7 +145,7 @@ def test_search_metacharacters_match_only_themselves(
     plain = sessions.create(dbs, user_id=uid, title="Plain words only")
     dbs.commit()
     history.append(r, session_id=plain.id, message=history.make_message("user", "nothing odd"))
-    assert sessions.search(dbs, r, user_id=uid, query=needle).hits == []
+    assert search.find(dbs, r, user_id=uid, query=needle).hits == []
 
 
 # --- session ids from URLs ----------------------------------------------------------------
@@ -166,12 +166,17 @@ def test_any_session_id_from_a_url_is_not_found_and_changes_nothing(
     readers = [
         lambda: sessions.messages(dbs, r, user_id=uid, session_id=value),
         lambda: sessions.summary(dbs, user_id=uid, session_id=value),
-        lambda: sessions.export_json(dbs, r, user_id=uid, session_id=value),
-        lambda: sessions.export_markdown(dbs, r, user_id=uid, session_id=value),
+        lambda: export.to_json(dbs, r, user_id=uid, session_id=value),
+        lambda: export.to_markdown(dbs, r, user_id=uid, session_id=value),
         lambda: sessions.rename(dbs, user_id=uid, session_id=value, title="x"),
         lambda: sessions.delete(dbs, r, user_id=uid, session_id=value),
         lambda: chat.turn(
-            db.get_sessionmaker(), r, llm.get_backend(), user_id=uid, prompt="Hi", session_id=value
+            database.get_sessionmaker(),
+            r,
+            llm.get_backend(),
+            user_id=uid,
+            prompt="Hi",
+            session_id=value,
         ),
     ]
     for call in readers:
@@ -231,7 +236,7 @@ def test_any_username_and_email_are_stored_exactly_as_validated_or_refused(
 def test_any_login_attempt_is_refused_with_a_reason_and_never_crashes(
     dbs: Session, username: str, password: str
 ) -> None:
-    result = accounts.login(dbs, username=username, password=password)
+    result = login.attempt(dbs, username=username, password=password)
     dbs.commit()
     assert result.identity is None and result.error is not None
     assert str(result.error).endswith(".")
@@ -258,14 +263,14 @@ def test_exports_have_safe_names_and_carry_the_text_exactly(
     row = sessions.create(dbs, user_id=uid, title=clean)
     dbs.commit()
     history.append(r, session_id=row.id, message=history.make_message("user", content))
-    for export in (
-        sessions.export_json(dbs, r, user_id=uid, session_id=row.id),
-        sessions.export_markdown(dbs, r, user_id=uid, session_id=row.id),
+    for exported in (
+        export.to_json(dbs, r, user_id=uid, session_id=row.id),
+        export.to_markdown(dbs, r, user_id=uid, session_id=row.id),
     ):
-        name = export.filename
+        name = exported.filename
         assert name == text.safe_filename(clean, suffix=row.id.hex[:8], ext=name.rsplit(".")[-1])
         assert "/" not in name and "\\" not in name and ".." not in name
         assert name.startswith("ledger-") and not name.startswith(".")
-    body = json.loads(sessions.export_json(dbs, r, user_id=uid, session_id=row.id).data)
+    body = json.loads(export.to_json(dbs, r, user_id=uid, session_id=row.id).data)
     assert body["session"]["title"] == clean
     assert body["messages"][0]["content"] == as_stored(content)

@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import access, clock, history, sessions, text, usage
+from core import access, clock, export, history, quota, search, sessions, text, usage, usage_log
 from core.accounts import Identity
 from core.errors import NotFound
 from core.models import LlmCall
@@ -34,6 +34,9 @@ PURE = {
     "delete_warning",
     "date_range",
     "last_days",
+    "title_from_prompt",
+    "summary_select",
+    "scoped",
 }
 # Operator maintenance over the whole table (CLI/notebook), never reachable from a page.
 OPERATOR = {"rebuild_rollups"}
@@ -44,7 +47,7 @@ def make_user(dbs: Session, name: str) -> uuid.UUID:
 
 
 def record(dbs: Session, user_id: uuid.UUID, session_id: uuid.UUID | None, tokens: int) -> None:
-    usage.record_call(
+    usage_log.record_call(
         dbs,
         user_id=user_id,
         session_id=session_id,
@@ -58,7 +61,9 @@ def record(dbs: Session, user_id: uuid.UUID, session_id: uuid.UUID | None, token
     )
 
 
-@pytest.mark.parametrize("module", [sessions, usage], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [sessions, search, export, usage, usage_log, quota], ids=lambda m: m.__name__
+)
 def test_every_public_data_function_takes_user_id_keyword_only(module: object) -> None:
     unscoped = []
     for name, fn in inspect.getmembers(module, inspect.isfunction):
@@ -70,7 +75,8 @@ def test_every_public_data_function_takes_user_id_keyword_only(module: object) -
     assert unscoped == []
 
 
-# Every public core.sessions function that takes a session id, called as ``uid`` on ``sid``.
+# Every public function of core.sessions and core.export that takes a session id, called as
+# ``uid`` on ``sid``.
 BY_ID: dict[str, Callable[[Session, redis.Redis, uuid.UUID, uuid.UUID], object]] = {
     "get_for_owner": lambda d, r, uid, sid: sessions.get_for_owner(d, user_id=uid, session_id=sid),
     "summary": lambda d, r, uid, sid: sessions.summary(d, user_id=uid, session_id=sid),
@@ -79,14 +85,12 @@ BY_ID: dict[str, Callable[[Session, redis.Redis, uuid.UUID, uuid.UUID], object]]
         d, user_id=uid, session_id=sid, messages_added=1
     ),
     "messages": lambda d, r, uid, sid: sessions.messages(d, r, user_id=uid, session_id=sid),
-    "conversation_frame": lambda d, r, uid, sid: sessions.conversation_frame(
+    "conversation_frame": lambda d, r, uid, sid: export.conversation_frame(
         d, r, user_id=uid, session_id=sid
     ),
-    "export_json": lambda d, r, uid, sid: sessions.export_json(d, r, user_id=uid, session_id=sid),
-    "export_markdown": lambda d, r, uid, sid: sessions.export_markdown(
-        d, r, user_id=uid, session_id=sid
-    ),
-    "export": lambda d, r, uid, sid: sessions.export(d, r, user_id=uid, session_id=sid, ext="md"),
+    "to_json": lambda d, r, uid, sid: export.to_json(d, r, user_id=uid, session_id=sid),
+    "to_markdown": lambda d, r, uid, sid: export.to_markdown(d, r, user_id=uid, session_id=sid),
+    "to_file": lambda d, r, uid, sid: export.to_file(d, r, user_id=uid, session_id=sid, ext="md"),
     "delete": lambda d, r, uid, sid: sessions.delete(d, r, user_id=uid, session_id=sid),
 }
 
@@ -94,9 +98,10 @@ BY_ID: dict[str, Callable[[Session, redis.Redis, uuid.UUID, uuid.UUID], object]]
 def test_every_session_id_function_is_checked_below() -> None:
     takes_an_id = {
         name
-        for name, fn in inspect.getmembers(sessions, inspect.isfunction)
+        for module in (sessions, export)
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
         if not name.startswith("_")
-        and fn.__module__ == sessions.__name__
+        and fn.__module__ == module.__name__
         and "session_id" in inspect.signature(fn).parameters
     }
     assert takes_an_id == set(BY_ID)
@@ -129,10 +134,10 @@ def test_searching_never_reads_another_users_history(dbs: Session, r: redis.Redi
     mine = sessions.create(dbs, user_id=bob, title="Bob's notes")
     history.append(r, session_id=mine.id, message=history.make_message("user", "no plan yet"))
     for query in ("secret", "Q3", "plan"):
-        found = sessions.search(dbs, r, user_id=bob, query=query)
+        found = search.find(dbs, r, user_id=bob, query=query)
         assert [h.session.id for h in found.hits] == ([mine.id] if query == "plan" else [])
         assert (found.sessions_searched, found.messages_searched) == (1, 1)
-    assert [h.session.id for h in sessions.search(dbs, r, user_id=alice, query="secret").hits] == [
+    assert [h.session.id for h in search.find(dbs, r, user_id=alice, query="secret").hits] == [
         theirs.id
     ]
 
@@ -241,5 +246,5 @@ def test_todays_tokens_count_only_the_users_own_calls(dbs: Session) -> None:
     alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
     record(dbs, alice, sessions.create(dbs, user_id=alice).id, 10)
     record(dbs, bob, None, 1000)
-    assert usage.tokens_used_today(dbs, user_id=alice) == 20
-    assert usage.tokens_used_today(dbs, user_id=bob) == 2000
+    assert quota.tokens_used_today(dbs, user_id=alice) == 20
+    assert quota.tokens_used_today(dbs, user_id=bob) == 2000

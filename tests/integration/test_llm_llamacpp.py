@@ -13,7 +13,7 @@ import pytest
 from core import llm
 from core.config import get_settings
 from core.errors import LLMUnavailable, ModelNotFound
-from core.llm import SMOLLM2_FILE, ChatMessage, LlamaCppBackend, default_gguf_path
+from core.llm import SMOLLM2_FILE, ChatMessage, LlamaCppBackend, default_gguf_path, llamacpp
 
 pytestmark = pytest.mark.llm
 
@@ -120,7 +120,7 @@ def test_counting_tokens_runs_beside_a_reply_streaming_on_another_thread(
     expected = [smollm2.count_tokens(text) for text in texts]
     stream = smollm2.stream_chat(ASK, options={"num_predict": 48, "temperature": 0})
     next(stream)  # a reply is under way: it holds the generation lock
-    assert llm._generation_lock.locked()
+    assert llamacpp._generation_lock.locked()
 
     def count(rounds: int) -> list[int]:
         return [smollm2.count_tokens(text) for _ in range(rounds) for text in texts]
@@ -137,7 +137,7 @@ def test_counting_tokens_runs_beside_a_reply_streaming_on_another_thread(
     rest = list(stream)
     beside.join(timeout=60)
     assert not beside.is_alive() and results == expected * 40
-    assert rest[-1].usage is not None and not llm._generation_lock.locked()
+    assert rest[-1].usage is not None and not llamacpp._generation_lock.locked()
 
 
 def test_context_length_is_the_loaded_window(smollm2: LlamaCppBackend) -> None:
@@ -163,11 +163,12 @@ def test_missing_model_file_is_reported_with_its_path(tmp_path: Path) -> None:
 EXIT_SCRIPT = """
 import codecs
 from core import llm
+from core.llm import llamacpp
 backend = llm.LlamaCppBackend(
     model_path=llm.default_gguf_path(), n_ctx=512, n_threads=1, max_wait=5
 )
 print(backend.count_tokens("EBITDA"))
-codecs.register(lambda name, _keep=llm: None)
+codecs.register(lambda name, _keep=llamacpp: None)
 """
 
 
@@ -183,6 +184,6 @@ def test_a_process_that_loaded_the_model_exits_without_a_traceback() -> None:
 def test_closed_models_load_again_on_next_use(smollm2: LlamaCppBackend) -> None:
     before = smollm2.llama()
     llm.close_models()
-    assert llm._loaded == {}
+    assert llamacpp._loaded == {}
     assert smollm2.count_tokens("EBITDA") > 0
     assert smollm2.llama() is not before

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, admin, clock
+from core import accounts, admin, clock, login, passwords
 from core.config import get_settings
 from core.errors import AccountDisabled, AccountLocked, AuthenticationFailed, InvalidInput
 from core.models import LoginFailure, User
@@ -41,8 +41,8 @@ def t(clean_state: None) -> Iterator[Clock]:
 make = partial(make_user, commit=True)  # committed: other connections see it
 
 
-def attempt(dbs: Session, name: str, password: str) -> accounts.LoginResult:
-    result = accounts.login(dbs, username=name, password=password)
+def attempt(dbs: Session, name: str, password: str) -> login.LoginResult:
+    result = login.attempt(dbs, username=name, password=password)
     dbs.commit()
     return result
 
@@ -195,7 +195,7 @@ def test_hundred_kilobyte_password_is_just_a_wrong_password(dbs: Session, t: Clo
     result = attempt(dbs, "alice", "p" * 100_000)
     assert isinstance(result.error, AuthenticationFailed)
     dbs.refresh(user)
-    assert user.failed_logins == 1 and accounts.verify_password(PASSWORD, user.password_hash)
+    assert user.failed_logins == 1 and passwords.verify_password(PASSWORD, user.password_hash)
 
 
 @pytest.mark.parametrize(
@@ -214,13 +214,13 @@ def test_login_follows_a_changed_bcrypt_cost(
     from core.config import get_settings
 
     user = make(dbs)
-    assert accounts.hash_cost(user.password_hash) == 4
+    assert passwords.hash_cost(user.password_hash) == 4
     monkeypatch.setenv("BCRYPT_ROUNDS", "5")
     get_settings.cache_clear()
     try:
         assert attempt(dbs, "alice", PASSWORD).ok
         dbs.refresh(user)
-        assert accounts.hash_cost(user.password_hash) == 5
+        assert passwords.hash_cost(user.password_hash) == 5
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
@@ -297,15 +297,15 @@ def test_a_lock_longer_than_the_default_outlasts_fifteen_minutes(
 @pytest.fixture
 def verifications(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
     """The bcrypt cost of each password verification login makes (a recording wrapper of
-    ``accounts.verify_password``: the only way to observe that a check happened)."""
+    ``passwords.verify_password``: the only way to observe that a check happened)."""
     costs: list[int | None] = []
-    real = accounts.verify_password
+    real = passwords.verify_password
 
     def recording(password: str, password_hash: str) -> bool:
-        costs.append(accounts.hash_cost(password_hash))
+        costs.append(passwords.hash_cost(password_hash))
         return real(password, password_hash)
 
-    monkeypatch.setattr(accounts, "verify_password", recording)
+    monkeypatch.setattr(login, "verify_password", recording)
     return costs
 
 
@@ -352,9 +352,9 @@ def test_every_refusal_costs_the_bcrypt_check_of_a_wrong_password(
 
 def test_authenticate_raises_the_same_errors(dbs: Session, t: Clock) -> None:
     make(dbs)
-    assert accounts.authenticate(dbs, username="alice", password=PASSWORD).username == "alice"
+    assert login.authenticate(dbs, username="alice", password=PASSWORD).username == "alice"
     with pytest.raises(AuthenticationFailed):
-        accounts.authenticate(dbs, username="alice", password=WRONG)
+        login.authenticate(dbs, username="alice", password=WRONG)
 
 
 # --- session validity ------------------------------------------------------------------------
@@ -489,16 +489,16 @@ def test_concurrent_attempts_on_one_name_queue_alike_for_real_and_unknown_names(
     queueing cannot tell a real name from an unknown one."""
     import threading
 
-    from core import db
+    from core import database
 
     make(dbs)
-    first = db.get_sessionmaker()()
-    accounts.login(first, username=name, password=WRONG)  # holds the row lock, not committed
+    first = database.get_sessionmaker()()
+    login.attempt(first, username=name, password=WRONG)  # holds the row lock, not committed
     finished = threading.Event()
 
     def second() -> None:
-        with db.session_scope() as session:
-            accounts.login(session, username=name, password=WRONG)
+        with database.session_scope() as session:
+            login.attempt(session, username=name, password=WRONG)
         finished.set()
 
     thread = threading.Thread(target=second)
@@ -517,6 +517,6 @@ def test_unknown_names_not_tried_for_thirty_days_are_forgotten_at_start(
     attempt(dbs, "oldghost", WRONG)
     t.advance(days=30, minutes=1)
     attempt(dbs, "newghost", WRONG)
-    assert accounts.prepare_login_failures().startswith("failed logins of unknown names: 1 ")
+    assert login.prepare_login_failures().startswith("failed logins of unknown names: 1 ")
     dbs.expire_all()
     assert [row.name for row in dbs.scalars(select(LoginFailure))] == ["newghost"]

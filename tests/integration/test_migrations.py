@@ -18,8 +18,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
 
-from core import migrate, services, sessions
+from core import migrate, sessions
 from core.models import Base
+from core.urls import sqlalchemy_url
 from tests.conftest import ROOT, _libpq_to_url
 
 NewDatabase = Callable[[], str]
@@ -45,7 +46,7 @@ def new_database(pg_admin_url: str) -> Iterator[NewDatabase]:
 
 @pytest.fixture
 def scratch_engine(new_database: NewDatabase) -> Iterator[Engine]:
-    engine = create_engine(services.sqlalchemy_url(new_database()))
+    engine = create_engine(sqlalchemy_url(new_database()))
     yield engine
     engine.dispose()
 
@@ -158,10 +159,10 @@ def schema_objects(url: str) -> dict[str, dict[str, str]]:
 def migrated_and_declared(new_database: NewDatabase) -> tuple[str, str]:
     """Two new databases: one brought to head by the migrations, one made from the models."""
     migrated, declared = new_database(), new_database()
-    engine = create_engine(services.sqlalchemy_url(migrated))
+    engine = create_engine(sqlalchemy_url(migrated))
     migrate.upgrade(engine)
     engine.dispose()
-    engine = create_engine(services.sqlalchemy_url(declared))
+    engine = create_engine(sqlalchemy_url(declared))
     Base.metadata.create_all(engine)
     engine.dispose()
     return migrated, declared
@@ -191,7 +192,7 @@ def test_the_migrations_make_exactly_the_constraints_the_models_declare(
 def test_the_index_comparison_sees_a_changed_index(new_database: NewDatabase) -> None:
     """A migration that built an index without its INCLUDE columns would be caught."""
     url = new_database()
-    engine = create_engine(services.sqlalchemy_url(url))
+    engine = create_engine(sqlalchemy_url(url))
     migrate.upgrade(engine)
     engine.dispose()
     before = schema_objects(url)["indexes"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from core import accounts, clock, usage
+from core import accounts, clock, quota, usage_log
 from core.accounts import Identity
 from core.config import get_settings
 from core.errors import Forbidden, InvalidInput, NotFound, QuotaExceeded
@@ -39,7 +39,7 @@ def uid(dbs: Session) -> uuid.UUID:
 
 def spend(dbs: Session, user_id: uuid.UUID, tokens: int, at: datetime) -> None:
     clock.set_source(lambda: at)
-    usage.record_call(
+    usage_log.record_call(
         dbs,
         user_id=user_id,
         session_id=None,
@@ -55,26 +55,26 @@ def spend(dbs: Session, user_id: uuid.UUID, tokens: int, at: datetime) -> None:
 
 
 def test_no_quota_by_default(dbs: Session, uid: uuid.UUID) -> None:
-    assert usage.daily_quota(dbs, user_id=uid) is None
-    status = usage.quota_status(dbs, user_id=uid)
+    assert quota.daily_quota(dbs, user_id=uid) is None
+    status = quota.quota_status(dbs, user_id=uid)
     assert (status.quota, status.remaining, status.fraction_used) == (None, None, None)
 
 
 def test_the_setting_is_the_default_quota(dbs: Session, uid: uuid.UUID, default_quota: int) -> None:
-    assert usage.daily_quota(dbs, user_id=uid) == 1000
-    assert usage.quota_status(dbs, user_id=uid).source == "default"
+    assert quota.daily_quota(dbs, user_id=uid) == 1000
+    assert quota.quota_status(dbs, user_id=uid).source == "default"
 
 
 def test_an_admin_override_wins_and_zero_means_unlimited(
     dbs: Session, uid: uuid.UUID, default_quota: int
 ) -> None:
-    usage.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=50_000)
-    assert usage.daily_quota(dbs, user_id=uid) == 50_000
-    assert usage.quota_status(dbs, user_id=uid).source == "user"
-    usage.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=0)
-    assert usage.daily_quota(dbs, user_id=uid) is None
-    usage.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=None)
-    assert usage.daily_quota(dbs, user_id=uid) == 1000
+    quota.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=50_000)
+    assert quota.daily_quota(dbs, user_id=uid) == 50_000
+    assert quota.quota_status(dbs, user_id=uid).source == "user"
+    quota.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=0)
+    assert quota.daily_quota(dbs, user_id=uid) is None
+    quota.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=None)
+    assert quota.daily_quota(dbs, user_id=uid) == 1000
 
 
 def test_used_and_remaining_count_only_today_utc(
@@ -84,7 +84,7 @@ def test_used_and_remaining_count_only_today_utc(
     spend(dbs, uid, 99, NOON.replace(hour=0) - timedelta(microseconds=1))  # yesterday
     spend(dbs, uid, 150, NOON.replace(hour=0))
     clock.set_source(lambda: NOON)
-    status = usage.quota_status(dbs, user_id=uid)
+    status = quota.quota_status(dbs, user_id=uid)
     assert (status.used, status.quota, status.remaining) == (450, 1000, 550)
     assert status.fraction_used == pytest.approx(0.45)
     assert status.resets_at == datetime(2026, 3, 11, tzinfo=UTC)
@@ -92,28 +92,28 @@ def test_used_and_remaining_count_only_today_utc(
 
 def test_check_quota_refuses_once_the_override_is_used_up(dbs: Session, uid: uuid.UUID) -> None:
     clock.set_source(lambda: NOON)
-    usage.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=500)
+    quota.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=500)
     spend(dbs, uid, 499, NOON)
-    usage.check_quota(dbs, user_id=uid)  # one token left: allowed
+    quota.check_quota(dbs, user_id=uid)  # one token left: allowed
     spend(dbs, uid, 1, NOON)
     with pytest.raises(QuotaExceeded, match=r"500 of 500 tokens used today"):
-        usage.check_quota(dbs, user_id=uid)
-    status = usage.quota_status(dbs, user_id=uid)
+        quota.check_quota(dbs, user_id=uid)
+    status = quota.quota_status(dbs, user_id=uid)
     assert (status.remaining, status.fraction_used) == (0, 1.0)
 
 
 def test_only_admins_set_quotas(dbs: Session, uid: uuid.UUID) -> None:
     with pytest.raises(Forbidden, match="Only administrators"):
-        usage.set_daily_quota(dbs, actor=ANALYST, user_id=uid, quota=10**9)
-    assert usage.daily_quota(dbs, user_id=uid) is None
+        quota.set_daily_quota(dbs, actor=ANALYST, user_id=uid, quota=10**9)
+    assert quota.daily_quota(dbs, user_id=uid) is None
 
 
 @pytest.mark.parametrize("bad", [-1, 10**13, True, 2.5, "100"])
 def test_a_bad_quota_is_refused(dbs: Session, uid: uuid.UUID, bad: object) -> None:
     with pytest.raises(InvalidInput):
-        usage.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=bad)  # type: ignore[arg-type]
+        quota.set_daily_quota(dbs, actor=ADMIN, user_id=uid, quota=bad)  # type: ignore[arg-type]
 
 
 def test_quota_for_an_unknown_user_is_not_found(dbs: Session) -> None:
     with pytest.raises(NotFound):
-        usage.set_daily_quota(dbs, actor=ADMIN, user_id=uuid.uuid4(), quota=5)
+        quota.set_daily_quota(dbs, actor=ADMIN, user_id=uuid.uuid4(), quota=5)

@@ -11,11 +11,11 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, chat, clock, demo, history, sessions, usage
-from core.chat import TurnStats
+from core import chat_display, clock, demo, history, login, sessions, usage
 from core.cli import main
 from core.errors import Conflict
 from core.models import ConversationSession, LlmCall
+from core.turn import TurnStats
 
 NOW = datetime(2026, 5, 20, 15, 30, tzinfo=UTC)
 PASSWORD = "demo password 123"
@@ -40,7 +40,7 @@ def test_seed_creates_the_users_sessions_histories_and_usage(
         history.count(r, session_id=sid) for sid in dbs.scalars(select(ConversationSession.id))
     )
     assert stored == seeded.messages
-    identity = accounts.authenticate(dbs, username="maria.lopez", password=PASSWORD)
+    identity = login.authenticate(dbs, username="maria.lopez", password=PASSWORD)
     assert identity.display_name == "María López"
 
 
@@ -120,7 +120,7 @@ def test_the_command_prints_usernames_and_a_generated_password(
     assert "usernames: maria.lopez, james.chen" in out
     password = out.split("password: ", 1)[1].strip()
     assert len(password) >= 12
-    assert accounts.authenticate(dbs, username="james.chen", password=password)
+    assert login.authenticate(dbs, username="james.chen", password=password)
     assert main(["seed-demo"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Demo data already exists (users: james.chen, maria.lopez)")
@@ -164,4 +164,4 @@ def test_replies_carry_the_stats_the_chat_records(
         if m.get("stats", {}).get("outcome") == "ok"
     )
     speed = reply["stats"]["tokens_per_second"]
-    assert speed > 0 and f"{speed:.1f} tokens/s" in chat.caption(reply["stats"])
+    assert speed > 0 and f"{speed:.1f} tokens/s" in chat_display.caption(reply["stats"])

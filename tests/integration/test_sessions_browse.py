@@ -11,7 +11,7 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import clock, history, sessions
+from core import clock, export, history, search, sessions
 from core.errors import InvalidInput, NotFound
 from core.models import ConversationSession
 from tests.support.people import make_user as new_user
@@ -125,11 +125,11 @@ def corpus(dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID]) -> dict[s
 def test_search_finds_titles_and_contents_case_insensitively_newest_first(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
-    result = sessions.search(dbs, r, user_id=people["alice"], query="REVENUE")
+    result = search.find(dbs, r, user_id=people["alice"], query="REVENUE")
     assert [h.session.id for h in result.hits] == [corpus["revenue"]]
     (hit,) = result.hits
     assert hit.title_spans == ((3, 10),) and hit.matched_messages == 0
-    content = sessions.search(dbs, r, user_id=people["alice"], query="fx")
+    content = search.find(dbs, r, user_id=people["alice"], query="fx")
     (hit,) = content.hits
     assert hit.matched_messages == 1
     (found,) = hit.messages
@@ -141,9 +141,9 @@ def test_search_finds_titles_and_contents_case_insensitively_newest_first(
 def test_search_never_returns_another_users_sessions(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
-    mine = sessions.search(dbs, r, user_id=people["alice"], query="secrets")
+    mine = search.find(dbs, r, user_id=people["alice"], query="secrets")
     assert mine.hits == [] and mine.total_hits == 0
-    everyone = sessions.search(dbs, r, user_id=None, query="revenue")
+    everyone = search.find(dbs, r, user_id=None, query="revenue")
     assert {h.session.username for h in everyone.hits} == {"alice", "bob"}
 
 
@@ -172,7 +172,7 @@ def test_regex_and_sql_metacharacters_are_literal(
     query: str,
     expected: set[str],
 ) -> None:
-    result = sessions.search(dbs, r, user_id=people["alice"], query=query)
+    result = search.find(dbs, r, user_id=people["alice"], query=query)
     names = {k for k, v in corpus.items() if v in {h.session.id for h in result.hits}}
     assert names == expected
     assert dbs.scalar(select(func.count()).select_from(ConversationSession)) == 4
@@ -182,27 +182,27 @@ def test_a_ten_kilobyte_search_is_refused_with_a_clear_message(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID]
 ) -> None:
     with pytest.raises(InvalidInput, match=r"too long \(10,240 characters\); use at most 1,000"):
-        sessions.search(dbs, r, user_id=people["alice"], query="x" * 10_240)
+        search.find(dbs, r, user_id=people["alice"], query="x" * 10_240)
 
 
 def test_an_empty_search_is_refused(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID]
 ) -> None:
     with pytest.raises(InvalidInput, match="Type a word"):
-        sessions.search(dbs, r, user_id=people["alice"], query="   ")
+        search.find(dbs, r, user_id=people["alice"], query="   ")
 
 
 def test_a_long_query_at_the_limit_runs_and_finds_nothing(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
-    result = sessions.search(dbs, r, user_id=people["alice"], query="ab" * 500)
+    result = search.find(dbs, r, user_id=people["alice"], query="ab" * 500)
     assert result.total_hits == 0 and "0 sessions match" in result.message
 
 
 def test_search_snippets_highlight_safely(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
-    (hit,) = sessions.search(dbs, r, user_id=people["alice"], query="ebitda").hits
+    (hit,) = search.find(dbs, r, user_id=people["alice"], query="ebitda").hits
     md = hit.messages[0].snippet.markdown(open_mark="==", close_mark="==")
     assert md == "\\<script\\>alert\\(1\\)\\<\\/script\\> ==EBITDA== \\*bold\\*"
 
@@ -211,7 +211,7 @@ def test_a_damaged_history_entry_is_skipped(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
     r.rpush(history.key(corpus["dcf"]), "{not json WACC")
-    result = sessions.search(dbs, r, user_id=people["alice"], query="wacc")
+    result = search.find(dbs, r, user_id=people["alice"], query="wacc")
     (hit,) = result.hits
     assert hit.matched_messages == 2
 
@@ -221,7 +221,7 @@ def test_search_limit_counts_every_hit(
 ) -> None:
     for i in range(7):
         make_session(dbs, r, people["alice"], f"s{i}", ["margin talk"], at=T0 + timedelta(hours=i))
-    result = sessions.search(dbs, r, user_id=people["alice"], query="margin", limit=3)
+    result = search.find(dbs, r, user_id=people["alice"], query="margin", limit=3)
     assert (len(result.hits), result.total_hits) == (3, 7)
     assert "7 sessions match (showing 3)" in result.message
 
@@ -229,7 +229,7 @@ def test_search_limit_counts_every_hit(
 def test_title_only_search_reads_no_history(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
-    result = sessions.search(dbs, r, user_id=people["alice"], query="fx", content=False)
+    result = search.find(dbs, r, user_id=people["alice"], query="fx", content=False)
     assert result.hits == [] and result.messages_searched == 0
 
 
@@ -239,9 +239,7 @@ def test_title_only_search_reads_no_history(
 def test_conversation_frame_has_a_row_per_message_with_stats_columns(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
-    frame = sessions.conversation_frame(
-        dbs, r, user_id=people["alice"], session_id=corpus["revenue"]
-    )
+    frame = export.conversation_frame(dbs, r, user_id=people["alice"], session_id=corpus["revenue"])
     assert list(frame["role"]) == ["user", "assistant", "user"]
     assert list(frame["status"]) == ["complete"] * 3
     assert frame.loc[1, "stats.completion_tokens"] == 11
@@ -268,10 +266,10 @@ def test_json_export_holds_every_message_with_time_role_status_and_stats(
         session_id=row.id,
         message=history.make_message("assistant", "", status="error", error="down"),
     )
-    export = sessions.export_json(dbs, r, user_id=alice, session_id=row.id)
-    body = json.loads(export.data)
-    assert export.filename == f"ledger-etc-passwd-q3-{row.id.hex[:8]}.json"
-    assert export.mime == "application/json"
+    exported = export.to_json(dbs, r, user_id=alice, session_id=row.id)
+    body = json.loads(exported.data)
+    assert exported.filename == f"ledger-etc-passwd-q3-{row.id.hex[:8]}.json"
+    assert exported.mime == "application/json"
     assert body["session"]["title"] == "../../etc/passwd «Q3»"
     assert [(m["role"], m["status"]) for m in body["messages"]] == [
         ("user", "complete"),
@@ -286,9 +284,9 @@ def test_json_export_holds_every_message_with_time_role_status_and_stats(
 def test_markdown_export_reads_as_a_document(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
-    export = sessions.export_markdown(dbs, r, user_id=people["alice"], session_id=corpus["revenue"])
-    doc = export.data.decode()
-    assert export.filename.endswith(".md") and export.mime == "text/markdown"
+    exported = export.to_markdown(dbs, r, user_id=people["alice"], session_id=corpus["revenue"])
+    doc = exported.data.decode()
+    assert exported.filename.endswith(".md") and exported.mime == "text/markdown"
     assert doc.startswith("# Q3 Revenue bridge\n")
     assert "### 2 · Assistant · 2026-03-01 09:00:00 UTC" in doc
     assert "Volume +4%, price/mix +2%, FX −1%" in doc
@@ -306,9 +304,9 @@ def test_export_of_a_ten_thousand_message_session(
     for i in range(10_000):
         pipe.rpush(history.key(row.id), json.dumps({"role": "user", "content": f"m{i}", "ts": "t"}))
     pipe.execute()
-    body = json.loads(sessions.export_json(dbs, r, user_id=alice, session_id=row.id).data)
+    body = json.loads(export.to_json(dbs, r, user_id=alice, session_id=row.id).data)
     assert len(body["messages"]) == 10_000 and body["messages"][-1]["content"] == "m9999"
-    doc = sessions.export_markdown(dbs, r, user_id=alice, session_id=row.id).data.decode()
+    doc = export.to_markdown(dbs, r, user_id=alice, session_id=row.id).data.decode()
     assert "### 10000 · User" in doc and "- Messages: 10,000" in doc
 
 
@@ -322,9 +320,9 @@ def test_a_deleted_session_opened_from_an_old_link_is_not_found(
     for call in (
         lambda: sessions.get_for_owner(dbs, user_id=alice, session_id=link),
         lambda: sessions.messages(dbs, r, user_id=alice, session_id=link),
-        lambda: sessions.export_json(dbs, r, user_id=alice, session_id=link),
-        lambda: sessions.export_markdown(dbs, r, user_id=alice, session_id=link),
-        lambda: sessions.conversation_frame(dbs, r, user_id=alice, session_id=link),
+        lambda: export.to_json(dbs, r, user_id=alice, session_id=link),
+        lambda: export.to_markdown(dbs, r, user_id=alice, session_id=link),
+        lambda: export.conversation_frame(dbs, r, user_id=alice, session_id=link),
     ):
         with pytest.raises(NotFound, match="Session not found"):
             call()
@@ -334,7 +332,7 @@ def test_exports_of_another_users_session_are_not_found(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], corpus: dict[str, uuid.UUID]
 ) -> None:
     with pytest.raises(NotFound):
-        sessions.export_json(dbs, r, user_id=people["alice"], session_id=corpus["bob"])
+        export.to_json(dbs, r, user_id=people["alice"], session_id=corpus["bob"])
 
 
 # --- delete older than -----------------------------------------------------------------------
@@ -370,10 +368,10 @@ def test_delete_older_than_refuses_a_bad_number_of_days(
 def test_search_over_very_many_sessions_says_it_searched_the_newest_only(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sessions, "MAX_SEARCH_SESSIONS", 2)
+    monkeypatch.setattr(search, "MAX_SEARCH_SESSIONS", 2)
     for i in range(3):
         make_session(dbs, r, people["alice"], f"plan {i}", ["x"], at=T0 + timedelta(hours=i))
-    result = sessions.search(dbs, r, user_id=None, query="plan")
+    result = search.find(dbs, r, user_id=None, query="plan")
     assert result.limited and result.sessions_searched == 2
     assert [h.session.title for h in result.hits] == ["plan 2", "plan 1"]
     assert "in the 2 most recent sessions" in result.message

@@ -1,4 +1,4 @@
-"""``core.startup.check_services()``: the one-line problems the app shows instead of pages."""
+"""``core.readiness.problems()``: the one-line problems the app shows instead of pages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import db, services, startup
+from core import database, readiness, services
 from core.accounts import Identity
 from core.config import get_settings
 from tests.conftest import ROOT, _libpq_to_url
@@ -35,13 +35,13 @@ def configure(services_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
-        db.reset()
+        database.reset()
         services.reset()
 
     yield apply
     monkeypatch.undo()
     get_settings.cache_clear()
-    db.reset()
+    database.reset()
     services.reset()
 
 
@@ -54,13 +54,13 @@ def dead_port() -> int:
 
 
 def test_no_problem_when_everything_answers(services_env: None) -> None:
-    assert startup.check_services() == []
+    assert readiness.problems() == []
 
 
 def test_a_postgres_that_is_down_is_one_line(configure: Configure) -> None:
     port = dead_port()
     configure(DATABASE_URL=f"postgresql://ledger:pw-s3cret@127.0.0.1:{port}/ledger")
-    (problem,) = startup.check_services()
+    (problem,) = readiness.problems()
     assert problem.startswith("PostgreSQL is not reachable at postgresql+psycopg://ledger:***@")
     assert "s3cret" not in problem
 
@@ -68,7 +68,7 @@ def test_a_postgres_that_is_down_is_one_line(configure: Configure) -> None:
 def test_a_redis_that_is_down_is_one_line(configure: Configure) -> None:
     port = dead_port()
     configure(REDIS_URL=f"redis://127.0.0.1:{port}/0")
-    (problem,) = startup.check_services()
+    (problem,) = readiness.problems()
     assert problem.startswith(f"Redis is not reachable at redis://127.0.0.1:{port}/0")
 
 
@@ -78,13 +78,13 @@ def test_both_down_gives_two_lines(configure: Configure) -> None:
         DATABASE_URL=f"postgresql://127.0.0.1:{port}/ledger",
         REDIS_URL=f"redis://127.0.0.1:{port}/0",
     )
-    problems = startup.check_services()
+    problems = readiness.problems()
     assert [p.split()[0] for p in problems] == ["PostgreSQL", "Redis"]
 
 
 def test_invalid_settings_are_the_only_line(configure: Configure) -> None:
     configure(LLM_BACKEND="foo")
-    assert startup.check_services() == [
+    assert readiness.problems() == [
         "Invalid configuration: LLM_BACKEND='foo': Input should be 'auto', 'ollama' or 'llamacpp'."
     ]
 
@@ -97,11 +97,11 @@ def test_a_database_that_was_never_migrated_says_how_to_fix_it(
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         configure(DATABASE_URL=_libpq_to_url(pg_admin_url, name))
-        (problem,) = startup.check_services()
+        (problem,) = readiness.problems()
         assert "schema is at nothing (empty database)" in problem
         assert "python -m core migrate" in problem
     finally:
-        db.reset()
+        database.reset()
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

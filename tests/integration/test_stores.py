@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import accounts, history, sessions, usage
+from core import accounts, history, login, passwords, sessions, usage_log
 from core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from core.models import ConversationSession, LlmCall
-from tests.strategies import any_text, ten_kilobytes
 from tests.support.people import PASSWORD
 from tests.support.people import make_user as new_user
+from tests.support.strategies import any_text, ten_kilobytes
 from tests.support.unicode import as_stored
 
 
@@ -63,8 +63,8 @@ def test_ten_kilobyte_username_is_refused_with_a_message(dbs: Session) -> None:
 def test_password_is_stored_hashed_and_verifies(dbs: Session) -> None:
     user = accounts.get_by_id(dbs, user_id=make_user(dbs))
     assert user is not None and PASSWORD not in user.password_hash
-    assert accounts.verify_password(PASSWORD, user.password_hash)
-    assert not accounts.verify_password(PASSWORD + "!", user.password_hash)
+    assert passwords.verify_password(PASSWORD, user.password_hash)
+    assert not passwords.verify_password(PASSWORD + "!", user.password_hash)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_delete_session_removes_history_and_keeps_usage(dbs: Session, r: redis.R
     uid = make_user(dbs)
     row = sessions.create(dbs, user_id=uid)
     history.append(r, session_id=row.id, message=history.make_message("user", "hi"))
-    usage.record_call(
+    usage_log.record_call(
         dbs,
         user_id=uid,
         session_id=row.id,
@@ -201,7 +201,7 @@ def test_scoped_messages_refuse_other_owner(dbs: Session, r: redis.Redis) -> Non
 def test_usage_outcome_is_checked(dbs: Session) -> None:
     uid = make_user(dbs)
     with pytest.raises(ValueError):
-        usage.record_call(
+        usage_log.record_call(
             dbs,
             user_id=uid,
             session_id=None,
@@ -306,7 +306,7 @@ def test_looking_up_a_name_no_account_can_have_finds_nothing(dbs: Session, usern
     assert accounts.get_by_username(dbs, username=username) is None
     assert accounts.get_by_email(dbs, email=username + "@example.com") is None
     with pytest.raises(AuthenticationFailed):
-        accounts.authenticate(dbs, username=username, password=PASSWORD)
+        login.authenticate(dbs, username=username, password=PASSWORD)
     assert accounts.get_by_username(dbs, username="alice") is not None  # session still usable
 
 
@@ -344,17 +344,17 @@ def test_touches_ending_at_once_in_one_session_all_count(dbs: Session) -> None:
     first's row lock and then adds to what it committed, so neither count is lost."""
     import threading
 
-    from core import db
+    from core import database
 
     uid = make_user(dbs)
     sid = sessions.create(dbs, user_id=uid).id
     dbs.commit()
-    first = db.get_sessionmaker()()
+    first = database.get_sessionmaker()()
     sessions.touch(first, user_id=uid, session_id=sid, messages_added=2, completion_tokens=7)
     done: list[int] = []
 
     def second_tab() -> None:
-        with db.get_sessionmaker()() as other:
+        with database.get_sessionmaker()() as other:
             row = sessions.touch(other, user_id=uid, session_id=sid, messages_added=2)
             other.commit()
             done.append(row.message_count)

@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core import clock, sessions, usage
+from core import clock, sessions, usage, usage_log, usage_percentiles, usage_query
 from core.errors import InvalidInput
 from core.models import LlmCall, UsageDaily, UsageLatencyHistogram
 from tests.support.people import make_user as new_user
@@ -70,7 +70,7 @@ def at(day: date, minute: int = 0, hour: int = 10) -> datetime:
 
 def record(dbs: Session, seeded: Seeded, call: Call) -> None:
     clock.set_source(lambda: at(call.day, call.minute))
-    usage.record_call(
+    usage_log.record_call(
         dbs,
         user_id=seeded.users[call.user],
         session_id=seeded.sessions[call.session] if call.session else None,
@@ -150,7 +150,7 @@ def test_kpis_for_alice_match_hand_computed_figures(dbs: Session, seeded: Seeded
 def test_range_end_day_is_included_and_days_are_utc(dbs: Session, seeded: Seeded) -> None:
     alice = seeded.users["alice"]
     clock.set_source(lambda: datetime(2026, 3, 3, 23, 59, 59, 999999, tzinfo=UTC))
-    usage.record_call(
+    usage_log.record_call(
         dbs,
         user_id=alice,
         session_id=None,
@@ -163,7 +163,7 @@ def test_range_end_day_is_included_and_days_are_utc(dbs: Session, seeded: Seeded
         outcome="ok",
     )
     clock.set_source(lambda: datetime(2026, 3, 4, 0, 0, tzinfo=UTC))
-    usage.record_call(
+    usage_log.record_call(
         dbs,
         user_id=alice,
         session_id=None,
@@ -328,7 +328,7 @@ def test_an_empty_range_gives_empty_frames_with_their_columns(dbs: Session, seed
         (board.kpis, usage.KPI_COLUMNS),
         (board.tokens_per_day, usage.TOKENS_PER_DAY_COLUMNS),
         (board.requests_per_day, usage.REQUESTS_PER_DAY_COLUMNS),
-        (board.latency_by_model, usage.LATENCY_COLUMNS),
+        (board.latency_by_model, usage_query.LATENCY_COLUMNS),
         (board.top_sessions, usage.TOP_SESSION_COLUMNS),
     ]:
         assert frame.empty and list(frame.columns) == columns
@@ -416,7 +416,7 @@ def test_rebuild_rollups_recomputes_from_the_rows(dbs: Session, seeded: Seeded) 
     by_trigger = sorted(map(tuple, dbs.execute(text("SELECT * FROM usage_latency_hist")).all()))
     dbs.execute(text("DELETE FROM usage_daily"))
     dbs.execute(text("UPDATE usage_latency_hist SET calls = calls + 5"))
-    assert usage.rebuild_rollups(dbs) == len(CALLS)
+    assert usage_percentiles.rebuild_rollups(dbs) == len(CALLS)
     _rollup_matches_rows(dbs)
     rebuilt = sorted(map(tuple, dbs.execute(text("SELECT * FROM usage_latency_hist")).all()))
     assert rebuilt == by_trigger

@@ -16,7 +16,7 @@ import redis
 from nbclient import NotebookClient
 from sqlalchemy.orm import Session
 
-from core import clock, history, sessions, usage
+from core import clock, history, sessions, usage_log
 from tests.support.people import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +70,7 @@ def record(  # type: ignore[no-untyped-def]
     dbs: Session, user_id, day, model, prompt, completion, ttft, duration=1000.0, outcome="ok"
 ) -> None:
     clock.set_source(lambda: datetime(day.year, day.month, day.day, 11, tzinfo=UTC))
-    usage.record_call(
+    usage_log.record_call(
         dbs,
         user_id=user_id,
         session_id=None,
@@ -166,7 +166,7 @@ def test_usage_report_for_one_user(dbs: Session, kernel_spec: None, tmp_path: Pa
 def reply_stats(
     completion: int, tokens_per_second: float | None, ttft_ms: float | None, outcome: str
 ) -> dict[str, object]:
-    """The stats the chat records with a reply (core.chat.TurnStats.as_dict())."""
+    """The stats the chat records with a reply (core.turn.TurnStats.as_dict())."""
     return {
         "model": "llama3.2:3b",
         "backend": "ollama",

@@ -42,9 +42,9 @@ def identity(dbs: Session, name: str, role: str = "user", *, commit: bool = Fals
 
 def stored(name: str) -> User:
     """``name``'s row as committed now (read in a transaction of its own, detached)."""
-    from core import db
+    from core import database
 
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         user = accounts.get_by_username(session, username=name)
         assert user is not None, f"no user {name!r}"
         session.expunge(user)

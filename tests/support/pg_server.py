@@ -34,9 +34,9 @@ class PostgresServer:
         self.pgdata = self.base / "pgdata"
         self.port = free_port()
         self.user: str | None = None
-        from core.services import _runtime_dir
+        from core.embedded.postgres import runtime_dir
 
-        _runtime_dir()  # pgserver's modules want XDG_RUNTIME_DIR
+        runtime_dir()  # pgserver's modules want XDG_RUNTIME_DIR
         if os.geteuid() == 0:
             from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 

@@ -1,4 +1,4 @@
-"""Drive the whole app through its router (app/ui.py) with Streamlit's AppTest: one AppTest
+"""Drive the whole app through its router (app/router.py) with Streamlit's AppTest: one AppTest
 is one browser session. Its cookies come from the ``jar`` fixture (tests/app/conftest.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from core.accounts import Identity
 from tests.support.people import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
-UI = str(ROOT / "app" / "ui.py")
+UI = str(ROOT / "app" / "router.py")
 
 
 def browser() -> AppTest:

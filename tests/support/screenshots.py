@@ -43,13 +43,13 @@ REPLY = (
 def seed(data_dir: Path) -> None:
     """Demo analysts with 60 days of sessions and usage; the first one is an administrator."""
     os.environ["DATA_DIR"] = str(data_dir)
-    from core import db, demo, migrate, services
+    from core import database, demo, migrate, services
     from core.accounts import get_by_username
     from core.config import get_settings
 
     get_settings.cache_clear()
-    migrate.upgrade(db.get_engine())
-    with db.session_scope() as session:
+    migrate.upgrade(database.get_engine())
+    with database.session_scope() as session:
         demo.seed(
             session,
             services.redis_client(),
@@ -65,10 +65,10 @@ def seed(data_dir: Path) -> None:
 
 def a_session_of(username: str) -> str:
     """The id of one of the user's sessions with a short history (a conversation to extend)."""
-    from core import db, sessions
+    from core import database, sessions
     from core.accounts import get_by_username
 
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         user = get_by_username(session, username=username)
         assert user is not None
         rows = sessions.list_for_owner(session, user_id=user.id, limit=50)
@@ -155,9 +155,9 @@ def main() -> int:
     finally:
         if app is not None:
             app.stop()
-        from core import db, services
+        from core import database, services
 
-        db.reset()
+        database.reset()
         services.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core import chat
+from core import chat, chat_display, context_window, persona
 from core.config import get_settings
 from core.errors import ConfigError, EmptyPrompt, InvalidInput
 
@@ -23,7 +23,7 @@ def msg(role: str, content: str) -> dict[str, Any]:
 
 
 def cost(text: str) -> int:
-    return words(text) + chat.MESSAGE_OVERHEAD_TOKENS
+    return words(text) + context_window.MESSAGE_OVERHEAD_TOKENS
 
 
 # --- prompt ---------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def test_decomposed_accents_are_normalised() -> None:
 
 def test_everything_is_kept_when_it_fits() -> None:
     history = [msg("user", "a b"), msg("assistant", "c d e"), msg("user", "f")]
-    messages, used = chat.fit_context("sys", history, budget=1000, count=words)
+    messages, used = context_window.fit_context("sys", history, budget=1000, count=words)
     assert [m["content"] for m in messages] == ["sys", "a b", "c d e", "f"]
     assert messages[0]["role"] == "system"
     assert used == cost("sys") + cost("a b") + cost("c d e") + cost("f")
@@ -85,7 +85,7 @@ def test_oldest_turns_are_dropped_first() -> None:
         msg("user", "q3"),
     ]
     budget = cost("sys") + cost("q2") + cost("a2") + cost("q3") + 2
-    messages, used = chat.fit_context("sys", history, budget=budget, count=words)
+    messages, used = context_window.fit_context("sys", history, budget=budget, count=words)
     assert [m["content"] for m in messages] == ["sys", "q2", "a2", "q3"]
     assert used == budget - 2
 
@@ -93,7 +93,7 @@ def test_oldest_turns_are_dropped_first() -> None:
 def test_kept_history_never_starts_with_an_orphan_reply() -> None:
     history = [msg("user", "one two three"), msg("assistant", "four"), msg("user", "five")]
     budget = cost("sys") + cost("four") + cost("five")  # room for the reply, not its question
-    messages, used = chat.fit_context("sys", history, budget=budget, count=words)
+    messages, used = context_window.fit_context("sys", history, budget=budget, count=words)
     assert [m["content"] for m in messages] == ["sys", "five"]
     assert used == cost("sys") + cost("five")
 
@@ -107,14 +107,14 @@ def test_history_is_cut_at_the_first_message_that_does_not_fit() -> None:
         msg("user", "q3"),
     ]
     budget = cost("sys") + cost("q3") + cost("a2") + cost("q1") + cost("a1") + 5
-    messages, _ = chat.fit_context("sys", history, budget=budget, count=words)
+    messages, _ = context_window.fit_context("sys", history, budget=budget, count=words)
     # q2 does not fit; older q1/a1 would, but a gap would garble the conversation.
     assert [m["content"] for m in messages] == ["sys", "q3"]
 
 
 def test_system_prompt_and_newest_prompt_are_kept_even_over_budget() -> None:
     history = [msg("user", "old"), msg("user", "a very long prompt " * 20)]
-    messages, used = chat.fit_context("sys words here", history, budget=3, count=words)
+    messages, used = context_window.fit_context("sys words here", history, budget=3, count=words)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[1]["content"].startswith("a very long prompt")
     assert used > 3
@@ -122,7 +122,7 @@ def test_system_prompt_and_newest_prompt_are_kept_even_over_budget() -> None:
 
 def test_replies_without_content_are_skipped() -> None:
     history = [msg("user", "q1"), msg("assistant", ""), msg("user", "q2")]
-    messages, _ = chat.fit_context("sys", history, budget=1000, count=words)
+    messages, _ = context_window.fit_context("sys", history, budget=1000, count=words)
     assert [m["content"] for m in messages] == ["sys", "q1", "q2"]
 
 
@@ -130,7 +130,7 @@ def test_replies_without_content_are_skipped() -> None:
 
 
 def test_default_persona_states_scope_advice_and_units() -> None:
-    text = chat.system_prompt(get_settings())
+    text = persona.system_prompt(get_settings())
     for phrase in ("markets", "accounting", "corporate finance", "personal finance"):
         assert phrase in text
     assert "not investment" in text
@@ -146,7 +146,7 @@ def test_system_prompt_path_overrides_the_persona(
     monkeypatch.setenv("SYSTEM_PROMPT_PATH", str(path))
     get_settings.cache_clear()
     try:
-        assert chat.system_prompt().startswith("You are a bond desk assistant.")
+        assert persona.system_prompt().startswith("You are a bond desk assistant.")
     finally:
         get_settings.cache_clear()
 
@@ -158,7 +158,7 @@ def test_missing_system_prompt_file_is_a_clear_config_error(
     get_settings.cache_clear()
     try:
         with pytest.raises(ConfigError, match=r"SYSTEM_PROMPT_PATH points to .*gone\.md"):
-            chat.system_prompt()
+            persona.system_prompt()
     finally:
         get_settings.cache_clear()
 
@@ -168,25 +168,25 @@ def test_missing_system_prompt_file_is_a_clear_config_error(
 
 def test_caption_shows_tokens_speed_and_first_token_time() -> None:
     stats = {"completion_tokens": 1280, "tokens_per_second": 42.07, "ttft_ms": 231.4}
-    assert chat.caption(stats) == "1,280 tokens · 42.1 tokens/s · first token 231 ms"
+    assert chat_display.caption(stats) == "1,280 tokens · 42.1 tokens/s · first token 231 ms"
 
 
 def test_caption_marks_estimated_counts() -> None:
-    assert chat.caption({"completion_tokens": 3, "estimated": True}).startswith("≈3 tokens")
+    assert chat_display.caption({"completion_tokens": 3, "estimated": True}).startswith("≈3 tokens")
 
 
 def test_status_notes_mark_unfinished_replies() -> None:
-    assert chat.status_note({"status": "interrupted"}) is not None
-    note = chat.status_note({"status": "error", "error": "Ollama is not reachable"})
+    assert chat_display.status_note({"status": "interrupted"}) is not None
+    note = chat_display.status_note({"status": "error", "error": "Ollama is not reachable"})
     assert note == "Reply failed: Ollama is not reachable"
-    assert chat.status_note({"role": "assistant"}) is None
+    assert chat_display.status_note({"role": "assistant"}) is None
 
 
 # --- screen updates -------------------------------------------------------------------------
 
 
 def paced_at(arrivals: list[tuple[float, str]], interval: float = 0.04) -> list[tuple[float, str]]:
-    """What ``chat.paced`` lets out, and when: ``arrivals`` are (time, chunk) as the model sends."""
+    """What ``chat_display.paced`` lets out, and when: ``arrivals`` are (time, chunk) as the model sends."""
     now = [0.0]
 
     def chunks() -> Any:
@@ -195,7 +195,7 @@ def paced_at(arrivals: list[tuple[float, str]], interval: float = 0.04) -> list[
             yield text
 
     out = []
-    for text in chat.paced(chunks(), interval, clock=lambda: now[0]):
+    for text in chat_display.paced(chunks(), interval, clock=lambda: now[0]):
         out.append((now[0], text))
     return out
 
@@ -233,6 +233,6 @@ def test_paced_shows_what_it_held_before_the_stream_fails() -> None:
 
     shown: list[str] = []
     with pytest.raises(TimeoutError):
-        for text in chat.paced(chunks(), 0.04, clock=lambda: now[0]):
+        for text in chat_display.paced(chunks(), 0.04, clock=lambda: now[0]):
             shown.append(text)
     assert shown == ["Net ", "debt is"]

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from core import demo
+from core import demo_conversations
 
 SEEDS = range(300)
 
@@ -20,10 +20,10 @@ def pct(text: str) -> list[float]:
     return [float(x) / 100 for x in re.findall(r"([\d.]+)%", text)]
 
 
-def first_turns(title_word: str) -> list[demo.Turn]:
+def first_turns(title_word: str) -> list[demo_conversations.Turn]:
     found = []
     for seed in SEEDS:
-        convo = demo.conversation(random.Random(seed), turns=1)
+        convo = demo_conversations.conversation(random.Random(seed), turns=1)
         if title_word in convo.title:
             found.append(convo.turns[0])
     assert found, f"no {title_word!r} conversation in {len(SEEDS)} seeds"

@@ -9,18 +9,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from core import health
+from core import readiness
 
 
-def check_ok() -> health.Check:
-    return health.Check("ok", True, "ok", 0.1)
+def check_ok() -> readiness.Check:
+    return readiness.Check("ok", True, "ok", 0.1)
 
 
-def check_down() -> health.Check:
-    return health.Check("down", False, "Redis is not reachable at redis://x:6379/0: refused", 0.2)
+def check_down() -> readiness.Check:
+    return readiness.Check(
+        "down", False, "Redis is not reachable at redis://x:6379/0: refused", 0.2
+    )
 
 
-def check_broken() -> health.Check:
+def check_broken() -> readiness.Check:
     raise RuntimeError("probe bug")
 
 
@@ -33,8 +35,8 @@ def release() -> Iterator[threading.Event]:
 
 
 def test_all_probes_ok_is_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(health, "PROBES", [check_ok])
-    healthy, body = health.report()
+    monkeypatch.setattr(readiness, "PROBES", [check_ok])
+    healthy, body = readiness.report()
     assert healthy
     assert body == {
         "status": "ok",
@@ -43,8 +45,8 @@ def test_all_probes_ok_is_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_one_failing_probe_makes_the_report_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(health, "PROBES", [check_ok, check_down])
-    healthy, body = health.report()
+    monkeypatch.setattr(readiness, "PROBES", [check_ok, check_down])
+    healthy, body = readiness.report()
     assert not healthy
     assert body["status"] == "unavailable"
     assert body["checks"]["ok"]["ok"] is True
@@ -55,8 +57,8 @@ def test_one_failing_probe_makes_the_report_unavailable(monkeypatch: pytest.Monk
 def test_a_probe_that_raises_is_reported_as_failed_not_raised(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(health, "PROBES", [check_broken])
-    healthy, body = health.report()
+    monkeypatch.setattr(readiness, "PROBES", [check_broken])
+    healthy, body = readiness.report()
     assert not healthy
     assert body["checks"]["broken"]["detail"] == "RuntimeError: probe bug"
 
@@ -64,13 +66,13 @@ def test_a_probe_that_raises_is_reported_as_failed_not_raised(
 def test_a_hung_probe_cannot_hold_the_report_past_its_deadline(
     monkeypatch: pytest.MonkeyPatch, release: threading.Event
 ) -> None:
-    def check_hung() -> health.Check:
+    def check_hung() -> readiness.Check:
         release.wait(30)
-        return health.Check("hung", True, "late", 0.0)
+        return readiness.Check("hung", True, "late", 0.0)
 
-    monkeypatch.setattr(health, "PROBES", [check_ok, check_hung])
+    monkeypatch.setattr(readiness, "PROBES", [check_ok, check_hung])
     started = time.perf_counter()
-    healthy, body = health.report(timeout=0.3)
+    healthy, body = readiness.report(timeout=0.3)
     assert time.perf_counter() - started < 2.0
     assert not healthy
     assert body["checks"]["hung"] == {
@@ -89,25 +91,25 @@ def test_a_hung_probe_keeps_one_thread_across_reports_and_recovers_when_it_answe
 ) -> None:
     calls = []
 
-    def check_slow() -> health.Check:
+    def check_slow() -> readiness.Check:
         calls.append(1)
         release.wait(30)
-        return health.Check("slow", True, "ok", 5.0)
+        return readiness.Check("slow", True, "ok", 5.0)
 
-    monkeypatch.setattr(health, "PROBES", [check_slow])
+    monkeypatch.setattr(readiness, "PROBES", [check_slow])
     for _ in range(3):
-        assert health.report(timeout=0.05)[0] is False
+        assert readiness.report(timeout=0.05)[0] is False
     assert len(calls) == 1
     assert sum(t.name == "health-slow" for t in threading.enumerate()) == 1
 
     release.set()
-    healthy, body = health.report(timeout=5)
+    healthy, body = readiness.report(timeout=5)
     assert healthy
     assert body["checks"]["slow"]["detail"] == "ok"
 
 
 def test_probe_names_drop_the_check_prefix() -> None:
-    assert [health.probe_name(p) for p in (health.check_postgres, health.check_redis)] == [
+    assert [readiness.probe_name(p) for p in (readiness.check_postgres, readiness.check_redis)] == [
         "postgres",
         "redis",
     ]

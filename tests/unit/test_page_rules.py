@@ -4,7 +4,7 @@ no Streamlit call inside a database transaction.
 Why the last one: st.rerun(), st.switch_page() and st.stop() raise, and any st.* call can
 raise when the user clicks meanwhile; raised inside ``session_scope`` they roll the change
 back (tests/app/test_writes.py shows it). Pages therefore write through
-``app.context.write`` / ``apply``, whose changes hold no Streamlit call.
+``app.page.write`` / ``apply``, whose changes hold no Streamlit call.
 """
 
 from __future__ import annotations

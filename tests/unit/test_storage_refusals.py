@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from core import chat
+from core import turn
 from core.errors import ServiceUnavailable, StorageRefused
 
 CLIENT = redis.Redis(host="127.0.0.1", port=6390)
@@ -28,13 +28,13 @@ CLIENT = redis.Redis(host="127.0.0.1", port=6390)
     ids=["oom", "misconf", "readonly"],
 )
 def test_a_refused_write_says_redis_refused_and_why(error: redis.RedisError, says: str) -> None:
-    problem = chat._redis_unavailable(CLIENT, error)
+    problem = turn.redis_unavailable(CLIENT, error)
     assert isinstance(problem, StorageRefused) and isinstance(problem, ServiceUnavailable)
     assert str(problem).startswith("Redis at redis://127.0.0.1:6390/0 refused to store it: ")
     assert says in str(problem)
 
 
 def test_a_lost_connection_is_still_not_reachable() -> None:
-    problem = chat._redis_unavailable(CLIENT, redis.ConnectionError("Connection refused."))
+    problem = turn.redis_unavailable(CLIENT, redis.ConnectionError("Connection refused."))
     assert not isinstance(problem, StorageRefused)
     assert str(problem) == "Redis is not reachable at redis://127.0.0.1:6390/0: Connection refused."

@@ -11,7 +11,7 @@ from hypothesis import given
 
 from core import accounts, sessions
 from core.errors import InvalidInput
-from tests.strategies import any_text, ten_kilobytes
+from tests.support.strategies import any_text, ten_kilobytes
 
 
 def outcome(validate: Callable[[str], str], value: str, field: str) -> str | None:
@@ -110,7 +110,7 @@ def test_prompt_is_cleaned_text_or_refused(value: str) -> None:
     assert not chat._CONTROL.search(result) and not chat._SURROGATE.search(result)
     assert "\r" not in result
     assert chat.clean_prompt(result, max_chars=16_000) == result  # stable
-    assert chat.session_title(result)  # every prompt can title its session
+    assert sessions.title_from_prompt(result)  # every prompt can title its session
 
 
 @given(value=any_text)

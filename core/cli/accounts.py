@@ -13,33 +13,15 @@ import getpass
 import os
 import sys
 
-from core.errors import InvalidInput, LedgerError
+from core import accounts, admin, database, readiness
+from core.errors import InvalidInput
 
 ADMIN_PASSWORD_ENV = "LEDGER_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
 NEW_PASSWORD_ENV = "LEDGER_NEW_PASSWORD"  # noqa: S105 (a variable name)
 
 
-class SchemaNotReady(LedgerError):
-    """The database exists but is not migrated to the newest revision."""
-
-
-def _database_ready() -> None:
-    from core import db, migrate, services
-
-    engine = db.get_engine()
-    services.ping_postgres(engine)
-    current, head = migrate.current(engine), migrate.head()
-    if current != head:
-        raise SchemaNotReady(
-            f"the database schema is at {current or 'nothing'}, not {head}: run "
-            "`python -m core migrate` first."
-        )
-
-
 def _password_from(env_name: str, *, username: str) -> str:
     """The new password: from ``env_name`` if set, else typed twice at a prompt."""
-    from core import accounts
-
     value = os.environ.get(env_name)
     if value is not None:
         return accounts.validate_password(value, username=username)
@@ -59,17 +41,15 @@ def _password_from(env_name: str, *, username: str) -> str:
 
 def _create_admin(args: argparse.Namespace) -> int:
     """Create an administrator account."""
-    from core import accounts, admin, db
-
     username = accounts.validate_username(args.username)
     email = accounts.validate_email(args.email or f"{username.lower()}@localhost.localdomain")
     display_name = accounts.validate_display_name(args.display_name or username)
-    _database_ready()
-    with db.session_scope() as session:
+    readiness.require_schema(database.get_engine())
+    with database.session_scope() as session:
         if accounts.get_by_username(session, username=username) is not None:
             raise InvalidInput("username", f"a user named {username!r} already exists.")
     password = _password_from(ADMIN_PASSWORD_ENV, username=username)
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         user = admin.create_admin(
             session, username=username, email=email, display_name=display_name, password=password
         )
@@ -80,16 +60,14 @@ def _create_admin(args: argparse.Namespace) -> int:
 
 def _reset_password(args: argparse.Namespace) -> int:
     """Set a user's password (or a one-time one), lift any lockout, end their logins."""
-    from core import accounts, admin, db
-
-    _database_ready()
-    with db.session_scope() as session:
+    readiness.require_schema(database.get_engine())
+    with database.session_scope() as session:
         user = accounts.get_by_username(session, username=args.username)
         if user is None:
             raise InvalidInput("username", f"no user named {args.username.strip()[:64]!r}.")
         username = user.username
     password = None if args.one_time else _password_from(NEW_PASSWORD_ENV, username=username)
-    with db.session_scope() as session:
+    with database.session_scope() as session:
         user, one_time = admin.operator_reset_password(
             session, username=username, password=password
         )

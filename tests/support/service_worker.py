@@ -14,8 +14,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from core import db, history, services
+from core import database, history, services
 from core.config import get_settings
+from core.embedded import postgres as embedded_postgres
+from core.embedded import redis as embedded_redis
 
 PROBE_TABLE = text("CREATE TABLE IF NOT EXISTS probe (k text PRIMARY KEY, v text)")
 
@@ -23,24 +25,24 @@ PROBE_TABLE = text("CREATE TABLE IF NOT EXISTS probe (k text PRIMARY KEY, v text
 def _pids() -> dict[str, Any]:
     data_dir = get_settings().data_dir
     return {
-        "postmaster": services.embedded_postgres_pid(data_dir),
-        "redis": services.embedded_redis_pid(data_dir),
+        "postmaster": embedded_postgres.embedded_postgres_pid(data_dir),
+        "redis": embedded_redis.embedded_redis_pid(data_dir),
     }
 
 
 def handle(command: str, args: list[str]) -> Any:
     if command == "start":
-        db.get_engine()  # starts or attaches to the embedded PostgreSQL
+        database.get_engine()  # starts or attaches to the embedded PostgreSQL
         services.redis_client()
         return _pids()
     if command == "pids":
         return _pids()
     if command == "ping":  # connects to both servers, writes nothing
-        services.ping_postgres(db.get_engine())
+        services.ping_postgres(database.get_engine())
         services.ping_redis(services.redis_client())
         return "ok"
     if command == "pg-put":
-        with db.session_scope() as s:
+        with database.session_scope() as s:
             s.execute(PROBE_TABLE)
             s.execute(
                 text("INSERT INTO probe VALUES (:k, :v) ON CONFLICT (k) DO UPDATE SET v = :v"),
@@ -48,7 +50,7 @@ def handle(command: str, args: list[str]) -> Any:
             )
         return "ok"
     if command == "pg-get":
-        with db.session_scope() as s:
+        with database.session_scope() as s:
             s.execute(PROBE_TABLE)
             return s.execute(text("SELECT v FROM probe WHERE k = :k"), {"k": args[0]}).scalar()
     if command == "history-append":

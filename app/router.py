@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import auth, context, nav
+from app import auth, nav, recovery
+from core import readiness
 from core.config import get_settings
 from core.errors import LedgerError
 from core.text import escape_markdown
 
 st.set_page_config(page_title="Ledger", page_icon="📒", layout="wide")
 
-problem = auth.startup_problem()
+problem = readiness.blocking_problem()
 if problem:
     st.error(escape_markdown(problem))
-    context.offer_back_unsaved()
+    recovery.offer_back_unsaved()
     st.stop()
-context.save_unsaved()
+recovery.save_unsaved()
 
 try:
     authenticator = auth.build_authenticator()

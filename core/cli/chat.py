@@ -20,8 +20,10 @@ import sys
 import uuid
 from typing import TextIO
 
-from core import accounts, chat, db, history, llm, services, sessions
+from core import chat, chat_display, database, history, llm, login, services, sessions
+from core.accounts import Identity
 from core.errors import EmptyPrompt, LedgerError, ServiceUnavailable
+from core.turn import Turn
 
 SHOWN_SESSIONS = 20
 SHOWN_HISTORY = 10
@@ -45,15 +47,13 @@ def _ask(prompt: str, out: TextIO) -> str:
     return line.rstrip("\n")
 
 
-def _pick_session(
-    user: accounts.Identity, args: argparse.Namespace, out: TextIO
-) -> uuid.UUID | None:
+def _pick_session(user: Identity, args: argparse.Namespace, out: TextIO) -> uuid.UUID | None:
     if args.session:
-        with db.session_scope() as s:
+        with database.session_scope() as s:
             return sessions.get_for_owner(s, user_id=user.id, session_id=args.session).id
     if args.new:
         return None
-    with db.session_scope() as s:
+    with database.session_scope() as s:
         rows = sessions.list_for_owner(s, user_id=user.id, limit=SHOWN_SESSIONS)
         listed = [(r.id, r.title, r.message_count, r.updated_at) for r in rows]
     if not listed:
@@ -75,14 +75,14 @@ def _show_history(session_id: uuid.UUID, out: TextIO) -> None:
     for message in messages:
         who = "you" if message["role"] == "user" else "ledger"
         out.write(f"{who}> {message['content']}\n")
-        note = chat.status_note(message)
+        note = chat_display.status_note(message)
         if note:
             out.write(f"  [{note}]\n")
     if messages:
         out.write("\n")
 
 
-def _save_pending(pending: list[chat.Turn], out: TextIO, *, quiet: bool = False) -> None:
+def _save_pending(pending: list[Turn], out: TextIO, *, quiet: bool = False) -> None:
     """Retry the writes of replies that could not be saved (as the page does on its next
     runs); say what was saved, and unless ``quiet`` what is still not."""
     saved = [turn for turn in pending if turn.save_again()]
@@ -95,7 +95,7 @@ def _save_pending(pending: list[chat.Turn], out: TextIO, *, quiet: bool = False)
             print(f"warning: still not saved: {turn.storage_error}", file=sys.stderr)
 
 
-def _leave(pending: list[chat.Turn], out: TextIO) -> int:
+def _leave(pending: list[Turn], out: TextIO) -> int:
     """Last try at saving what is pending; what still is not saved is printed to copy."""
     _save_pending(pending, out, quiet=True)
     for turn in pending:
@@ -107,7 +107,7 @@ def _leave(pending: list[chat.Turn], out: TextIO) -> int:
     return 0
 
 
-def _stream(turn: chat.Turn, out: TextIO) -> None:
+def _stream(turn: Turn, out: TextIO) -> None:
     """Print the reply as it arrives; Ctrl-C stops it (the partial reply is kept)."""
     out.write("ledger> ")
     stopped = False
@@ -127,7 +127,7 @@ def _stream(turn: chat.Turn, out: TextIO) -> None:
         out.write(f"\n[stopped: the partial reply is {kept}]")
     out.write("\n")
     if turn.stats is not None:
-        out.write(f"[{chat.caption(turn.stats)}]\n")
+        out.write(f"[{chat_display.caption(turn.stats)}]\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
     except (EOFError, KeyboardInterrupt):
         out.write("\n")
         return 1
-    with db.session_scope() as s:
-        user = accounts.authenticate(s, username=username, password=password)
+    with database.session_scope() as s:
+        user = login.authenticate(s, username=username, password=password)
     backend = llm.get_backend()
     model = args.model or backend.default_model
     out.write(f"Signed in as {user.display_name}. {llm.serving_note(backend, model)}\n")
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         "Type a question; /new starts a new chat, /save retries replies not saved, /quit "
         "leaves. Ctrl-C stops a reply.\n"
     )
-    pending: list[chat.Turn] = []  # finished turns whose reply or usage row is not saved
+    pending: list[Turn] = []  # finished turns whose reply or usage row is not saved
     unsent: str | None = None  # a prompt refused because a store was down
 
     while True:
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             _save_pending(pending, out, quiet=True)
         try:
             turn = chat.turn(
-                db.get_sessionmaker(),
+                database.get_sessionmaker(),
                 services.redis_client(),
                 backend,
                 user_id=user.id,

@@ -1,0 +1,135 @@
+"""What every page needs from the router: the signed-in identity, a uniform header, error
+display, notices that outlive a rerun, and the one way pages reach storage: ``read`` and
+``write`` hand a core function its database session, ``store()`` its Redis client.
+
+The router (router.py) puts the signed-in ``core.accounts.Identity`` in
+``st.session_state["identity"]`` before it runs a gated page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from core import database, services
+from core.accounts import Identity
+from core.errors import LedgerError
+
+IDENTITY_KEY = "identity"
+NOTICE_KEY = "_ledger_notice"  # (kind, text, until): a message for the next page
+NOTICE_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+def current_user() -> Identity:
+    """The signed-in user; a page reached without one stops with a message."""
+    identity = st.session_state.get(IDENTITY_KEY)
+    if not isinstance(identity, Identity):
+        st.warning("Please log in.")
+        st.stop()
+    return identity
+
+
+def require_admin() -> Identity:
+    identity = current_user()
+    if not identity.is_admin:
+        st.error("This page is for administrators.")
+        st.stop()
+    return identity
+
+
+def header(title: str, caption: str) -> None:
+    """Every page starts the same way: its title (the name in the sidebar), one line saying
+    what it is for, then any notice left by the previous run."""
+    st.title(title)
+    st.caption(caption)
+    show_notice()
+
+
+def show_error(exc: LedgerError) -> None:
+    """One clear message for a failure the user can act on."""
+    st.error(str(exc))
+
+
+# --- notices -------------------------------------------------------------------------------
+
+
+def set_notice(kind: str, text: str) -> None:
+    """A message for the next run ("Renamed.", "You are logged out.").
+
+    It lives a few seconds rather than one run: after a cookie change the login library's
+    component reports the new cookies and Streamlit runs the page once more, which would
+    swallow a show-once message.
+    """
+    st.session_state[NOTICE_KEY] = (kind, text, time.monotonic() + NOTICE_SECONDS)
+
+
+def show_notice() -> None:
+    notice = st.session_state.get(NOTICE_KEY)
+    if not notice:
+        return
+    kind, text, until = notice
+    if time.monotonic() > until:
+        del st.session_state[NOTICE_KEY]
+        return
+    show: Callable[[str], Any] = {"success": st.success, "warning": st.warning}.get(kind, st.info)
+    show(text)
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+def store() -> redis.Redis:
+    """The Redis client core functions take (chat history)."""
+    return services.redis_client()
+
+
+def sessions_factory() -> Callable[[], Session]:
+    """What a chat turn opens its short transactions with."""
+    return database.get_sessionmaker()
+
+
+def read(query: Callable[[Session], T]) -> T:
+    """Run ``query`` outside a transaction (autocommit): reads only, one round trip each."""
+    with database.read_scope() as session:
+        return query(session)
+
+
+def write(change: Callable[[Session], T]) -> T:
+    """Run ``change`` in its own transaction and commit it.
+
+    Keep Streamlit calls out of the transaction: st.rerun(), st.switch_page() and st.stop()
+    raise, and so can any st.* call when the user clicks meanwhile; raised inside
+    ``session_scope`` they roll the change back (tests/unit/test_page_rules.py).
+    """
+    with database.session_scope() as session:
+        return change(session)
+
+
+def apply(
+    change: Callable[[Session], T],
+    done: str | Callable[[T], str],
+    *,
+    then: Callable[[T], object] | None = None,
+) -> None:
+    """One user action: commit ``change``, then rerun the page with ``done`` as a notice
+    (a string, or made from the result: "Deleted 3 sessions.").
+
+    A refusal (``LedgerError``) is shown and nothing changes. ``then`` receives the result
+    after the commit (to keep something for the next run, such as a one-time password).
+    """
+    try:
+        result = write(change)
+    except LedgerError as exc:
+        show_error(exc)
+        return
+    if then is not None:
+        then(result)
+    set_notice("success", done if isinstance(done, str) else done(result))
+    st.rerun()
