@@ -77,9 +77,13 @@ compilers:
 migrate: install
 	$(BIN)/python -m core migrate
 
+# Listens on this machine only; `make run HOST=0.0.0.0` opens it to the network (the container
+# image sets STREAMLIT_SERVER_ADDRESS=0.0.0.0 itself).
+HOST ?= 127.0.0.1
+
 run: install
 	@$(BIN)/python -m core prepare
-	exec $(BIN)/streamlit run app/main.py --server.port $(PORT)
+	exec $(BIN)/streamlit run app/main.py --server.port $(PORT) --server.address $(HOST)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,11 +1,12 @@
 """Entry point: `streamlit run app/main.py`.
 
 Streamlit serves `router.py` (the router and login gate) and, on the same port, the routes below:
-/healthz (JSON, 200 or 503) and /metrics (Prometheus text format).
+/healthz (JSON, 200 or 503; states only, no details) and /metrics (Prometheus text format).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,9 +17,11 @@ from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from streamlit.runtime import Runtime
 
 from core import database, llm, readiness, services
 from core import metrics as _registered  # noqa: F401  (defines the metric objects)
+from core.config import get_settings
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -32,9 +35,24 @@ async def metrics(request: Request) -> Response:
     return Response(encode(REGISTRY), headers={"Content-Type": content_type})
 
 
+async def sweep_media() -> None:
+    """Drop download files no session shows any more, every DOWNLOAD_LINK_SECONDS.
+
+    A file built for a download button (a session export) is served at /media/<id> to whoever
+    has the link, login cookie or not; Streamlit drops it when a script run ends after it is
+    no longer shown, which an idle app may not do for hours. This sweep bounds its life.
+    """
+    while True:
+        await asyncio.sleep(get_settings().download_link_seconds)
+        if Runtime.exists():
+            Runtime.instance().media_file_mgr.remove_orphaned_files()
+
+
 @asynccontextmanager
 async def lifespan(app: st.App) -> AsyncIterator[None]:
+    sweeper = asyncio.get_running_loop().create_task(sweep_media())
     yield
+    sweeper.cancel()
     # uvicorn ends a SIGTERM by re-raising it, which skips atexit: leave the embedded
     # PostgreSQL and Redis here so the last process out stops them cleanly, and free the
     # embedded model.

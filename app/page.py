@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pandas as pd
 import redis
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from core import database, services
+from core import cells, database, services
 from core.accounts import Identity
 from core.errors import LedgerError
 
@@ -50,6 +51,13 @@ def header(title: str, caption: str) -> None:
     st.title(title)
     st.caption(caption)
     show_notice()
+
+
+def table(frame: pd.DataFrame, **options: Any) -> None:
+    """Every table a page shows: ``st.dataframe`` over a copy whose text cells cannot run as
+    formulas in a spreadsheet, since its toolbar downloads what it shows as CSV
+    (``core.cells``). Pages call this, never st.dataframe (tests/unit/test_page_rules.py)."""
+    st.dataframe(cells.inert_frame(frame), **options)
 
 
 def show_error(exc: LedgerError) -> None:

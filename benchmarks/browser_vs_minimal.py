@@ -111,9 +111,11 @@ def seed_user_and_history(key: str) -> tuple[str, str]:
             history.append(r, session_id=row.id, message=history.make_message(role, text))
         row.message_count = HISTORY
         issued = clock.now() + timedelta(seconds=1)
+        expires = issued + timedelta(days=1)
+        tid = accounts.issue_login_token(s, user_id=user.id, issued_at=issued, expires_at=expires)
         token = cookies.issue_token(
-            username="bench", user_id=user.id, issued_at=issued,
-            expires_at=issued + timedelta(days=1), key=key,
+            username="bench", user_id=user.id, token_id=tid, issued_at=issued,
+            expires_at=expires, key=key,
         )  # fmt: skip
         return token, str(row.id)
 

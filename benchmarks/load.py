@@ -111,9 +111,13 @@ def make_users(count: int) -> list[tuple[str, str]]:
             )  # fmt: skip
             s.flush()
             issued = clock.now() + timedelta(seconds=1)
+            expires = issued + timedelta(days=1)
+            tid = accounts.issue_login_token(
+                s, user_id=user.id, issued_at=issued, expires_at=expires
+            )
             token = cookies.issue_token(
-                username=name, user_id=user.id, issued_at=issued,
-                expires_at=issued + timedelta(days=1), key=cookies.cookie_key(),
+                username=name, user_id=user.id, token_id=tid, issued_at=issued,
+                expires_at=expires, key=cookies.cookie_key(),
             )  # fmt: skip
             tokens.append((name, token))
     return tokens

@@ -1,13 +1,14 @@
 """Login timing: a known user vs an unknown username (the dummy-hash path) vs a locked user.
 
 What the login form does per attempt: one transaction through ``core.login.attempt`` and its
-commit (lockout bookkeeping included). It runs on a PostgreSQL of its own: an embedded server
-(pgserver) started in a temporary folder, whatever DATABASE_URL or a .env says, stopped and
-deleted at the end, so no real account is touched and nothing is left behind.
+commit (lockout bookkeeping and the per-address count in Redis included). It runs on a
+PostgreSQL and Redis of its own: embedded servers started in a temporary folder, whatever
+DATABASE_URL or a .env says, stopped and deleted at the end, so no real account is touched and
+nothing is left behind.
 
 The cases are measured alternately (A B C D A B C D ...) after a warm-up, so machine drift hits
-them alike. Between attempts (not timed) the bench user's failure count and the unknown name's
-are reset, so each attempt is a first failure and nothing locks; the locked user stays locked.
+them alike. Between attempts (not timed) the failure counts and the address's count are reset,
+so each attempt is a first failure and nothing locks; the locked user stays locked.
 Target: unknown-user and locked-user medians within 10% of the known user's.
 
     .venv/bin/python benchmarks/login.py [--rounds 12] [--runs 12]
@@ -62,17 +63,19 @@ def measure(work: Path, *, rounds: int, runs: int) -> int:
             "LOGIN_MAX_ATTEMPTS": "5",
             "LOGIN_LOCKOUT_MINUTES": "15",
             "AUTH_COOKIE_KEY": "bench-" + "x1y2z3" * 8,
+            "REDIS_URL": "",  # blank: the embedded Redis in DATA_DIR, whatever a .env says
         }
     )
 
     # Set explicitly: an environment variable outranks DATABASE_URL in any .env file.
     os.environ["DATABASE_URL"] = embedded_postgres.start_embedded_postgres(work / "pg")
 
-    from sqlalchemy import update
+    from sqlalchemy import delete
+    from sqlalchemy.dialects.postgresql import insert
 
-    from core import accounts, clock, database, migrate
+    from core import accounts, clock, database, migrate, services
     from core.config import get_settings
-    from core.models import LoginFailure, User
+    from core.models import LoginAttempt
 
     get_settings.cache_clear()
     migrate.upgrade(database.get_engine())
@@ -86,25 +89,25 @@ def measure(work: Path, *, rounds: int, runs: int) -> int:
                 password=PASSWORD,
             )
         session.flush()
-        session.execute(
-            update(User)
-            .where(User.username == LOCKED)
-            .values(failed_logins=5, locked_until=clock.now() + timedelta(days=1))
-        )
+        until = clock.now() + timedelta(days=1)
+        for client in login.Client().rows():  # locked for the address the attempts come from
+            session.execute(
+                insert(LoginAttempt).values(
+                    name=LOCKED, client=client, failed=5, locked_until=until, updated_at=clock.now()
+                )
+            )
+    r = services.redis_client()
 
     def attempt(username: str, password: str) -> float:
         started = time.perf_counter()
         with database.session_scope() as session:
-            result = login.attempt(session, username=username, password=password)
+            result = login.attempt(session, r, username=username, password=password)
         elapsed = time.perf_counter() - started
         assert result.ok == (username == KNOWN and password == PASSWORD), result
         with database.session_scope() as session:  # not timed: keep every attempt a first failure
-            session.execute(update(User).where(User.username == KNOWN).values(failed_logins=0))
-            session.execute(
-                update(LoginFailure)
-                .where(LoginFailure.name == GHOST)
-                .values(failed_logins=0, locked_until=None)
-            )
+            session.execute(delete(LoginAttempt).where(LoginAttempt.name.in_([KNOWN, GHOST])))
+        for key in r.scan_iter("throttle:login:*"):
+            r.delete(key)
         return elapsed
 
     cases: dict[str, Callable[[], float]] = {

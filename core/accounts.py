@@ -5,24 +5,23 @@ administrators' actions core.admin.)
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+import redis
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import clock
-from core.errors import (
-    AuthenticationFailed,
-    Conflict,
-    InvalidInput,
-)
-from core.models import ROLES, User
+from core import clock, throttle
+from core.config import Settings, get_settings
+from core.errors import AuthenticationFailed, Conflict, InvalidInput, TooManyRequests
+from core.models import ROLES, LoginAttempt, LoginToken, User
 from core.passwords import hash_password, verify_password
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,32}")
@@ -35,6 +34,8 @@ EMAIL_RE = re.compile(
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 MAX_DISPLAY_NAME = 100
+REGISTRATION_WINDOW = 3600.0  # seconds: REGISTRATION_ADDRESS_MAX counts per hour
+REGISTRATION_WINDOW = 3600.0  # seconds: REGISTRATION_ADDRESS_MAX counts per hour
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,47 @@ def validate_username(username: str) -> str:
     return username
 
 
+# Scripts that are written together: Japanese mixes kanji with both kana, Korean hangul with
+# hanja. Any other mix inside one part of an address is how look-alikes are made.
+_SCRIPT_FAMILIES = {
+    "HIRAGANA": "CJK",
+    "KATAKANA": "CJK",
+    "KATAKANA-HIRAGANA": "CJK",  # the prolonged sound mark
+    "HANGUL": "CJK",
+    "CJK": "CJK",
+}
+
+
+def _script(ch: str) -> str | None:
+    """A letter's script, from its Unicode name ("CYRILLIC SMALL LETTER O" -> CYRILLIC); None
+    for digits, punctuation and symbols, which belong to every script."""
+    if not ch.isalpha():
+        return None
+    name = unicodedata.name(ch, "")
+    first = name.split(" ", 1)[0] if name else "UNKNOWN"
+    return _SCRIPT_FAMILIES.get(first, first)
+
+
+def mixed_scripts(part: str) -> bool:
+    """True when the letters of ``part`` come from more than one script (Latin with a Cyrillic
+    "o", say): the mark of a look-alike of another address."""
+    return len({s for s in map(_script, part) if s is not None}) > 1
+
+
 def validate_email(email: str) -> str:
-    email = email.strip()
+    """The address as stored: NFKC-normalised (full-width and compatibility letters become
+    plain ones) and lower-case, so look-alikes of one address are one account; a local part or
+    domain label mixing scripts is refused."""
+    email = unicodedata.normalize("NFKC", email.strip()).lower()
     if len(email) > 254 or _has_control(email) or not EMAIL_RE.fullmatch(email):
         raise InvalidInput("email", "Enter a valid email address, such as name@example.com.")
+    local, _, domain = email.rpartition("@")
+    if any(mixed_scripts(part) for part in [local, *domain.split(".")]):
+        raise InvalidInput(
+            "email",
+            "This email address mixes alphabets (for example a Cyrillic letter among Latin "
+            "ones); type it in one alphabet.",
+        )
     return email
 
 
@@ -160,10 +198,10 @@ def get_by_username(db: Session, *, username: str, for_update: bool = False) -> 
 
 def get_by_email(db: Session, *, email: str) -> User | None:
     try:
-        validate_email(email)
+        normal = validate_email(email)
     except InvalidInput:
         return None  # no account has it, and PostgreSQL might refuse the text
-    stmt = select(User).where(func.lower(User.email) == email.strip().lower())
+    stmt = select(User).where(func.lower(User.email) == normal)
     return db.scalars(stmt).one_or_none()
 
 
@@ -206,23 +244,108 @@ def create_user(
     return user
 
 
-# --- login ----------------------------------------------------------------------------------
+def registration_limit(settings: Settings | None = None) -> throttle.Limit:
+    return throttle.Limit(
+        "register", (settings or get_settings()).registration_address_max, REGISTRATION_WINDOW
+    )
 
-# --- sessions -------------------------------------------------------------------------------
+
+def register(
+    db: Session,
+    r: redis.Redis,
+    *,
+    address: str,
+    username: str,
+    email: str,
+    display_name: str,
+    password: str,
+    password_confirm: str,
+) -> User:
+    """Self-registration from ``address``: ``create_user`` within REGISTRATION_ADDRESS_MAX
+    accounts per address and hour (``TooManyRequests`` beyond, before anything is checked)."""
+    limit = registration_limit()
+    wait = throttle.retry_after(r, limit, address)
+    if wait is not None:
+        minutes = max(1, math.ceil(wait / 60))
+        raise TooManyRequests(
+            "Too many accounts were registered from your network: try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}."
+        )
+    user = create_user(
+        db,
+        username=username,
+        email=email,
+        display_name=display_name,
+        password=password,
+        password_confirm=password_confirm,
+    )
+    throttle.hit(r, limit, address)
+    return user
+
+
+# --- logins -------------------------------------------------------------------------------
+
+
+def issue_login_token(
+    db: Session, *, user_id: uuid.UUID, issued_at: datetime, expires_at: datetime
+) -> uuid.UUID:
+    """A new login's row (the id its cookie carries), so Logout can end exactly this login."""
+    token = LoginToken(user_id=user_id, created_at=issued_at, expires_at=expires_at)
+    db.add(token)
+    db.flush()
+    return token.id
+
+
+def revoke_login_token(db: Session, *, user_id: uuid.UUID, token_id: uuid.UUID) -> None:
+    """End one login (Logout): its cookie, and any copy of it, no longer signs in."""
+    db.execute(
+        update(LoginToken)
+        .where(
+            LoginToken.id == token_id,
+            LoginToken.user_id == user_id,
+            LoginToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=clock.now())
+    )
+
+
+def prune_login_tokens(db: Session) -> int:
+    """Forget login tokens that expired more than a day ago; returns how many."""
+    cutoff = clock.now() - timedelta(days=1)
+    result = db.execute(delete(LoginToken).where(LoginToken.expires_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def clear_login_attempts(db: Session, *, name: str) -> None:
+    """Forget every failed login and lock for a name (an admin's unlock, a new password)."""
+    db.execute(delete(LoginAttempt).where(LoginAttempt.name == name.lower()))
 
 
 def session_identity(
-    db: Session, *, user_id: uuid.UUID, issued_at: datetime, username: str | None = None
+    db: Session,
+    *,
+    user_id: uuid.UUID,
+    token_id: uuid.UUID,
+    issued_at: datetime,
+    username: str | None = None,
 ) -> Identity | None:
     """The identity behind a login (cookie or form) that is still valid, else None.
 
-    Valid means: the user exists, is enabled, and the login happened no earlier than
-    ``tokens_valid_after`` (moved by a password change, "log out everywhere", an admin's
-    reset, disable or role change). ``username``, when given (from a cookie), must match.
-    The router calls this on every run, so a revocation takes effect at the next click.
+    Valid means: the user exists, is enabled, the login's token is theirs, unexpired and not
+    revoked (Logout revokes it), and the login happened no earlier than ``tokens_valid_after``
+    (moved by a password change, "log out everywhere", an admin's reset, disable or role
+    change). ``username``, when given (from a cookie), must match. The router calls this on
+    every run (one query), so a revocation takes effect at the next click.
     """
-    user = db.get(User, user_id)
-    if user is None or user.disabled:
+    found = db.execute(
+        select(User, LoginToken.revoked_at, LoginToken.expires_at)
+        .join(LoginToken, LoginToken.user_id == User.id)
+        .where(User.id == user_id, LoginToken.id == token_id)
+    ).one_or_none()
+    if found is None:
+        return None
+    user, revoked_at, expires_at = found
+    if user.disabled or revoked_at is not None or expires_at <= clock.now():
         return None
     if username is not None and username.lower() != user.username.lower():
         return None
@@ -246,6 +369,11 @@ def revoke_sessions(db: Session, *, user_id: uuid.UUID) -> datetime:
 def logout_everywhere(db: Session, *, user_id: uuid.UUID) -> None:
     """Sign the user out on every browser, this one included."""
     revoke_sessions(db, user_id=user_id)
+    db.execute(
+        update(LoginToken)
+        .where(LoginToken.user_id == user_id, LoginToken.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
 
 
 def change_password(
@@ -276,6 +404,6 @@ def set_password(db: Session, *, user: User, password: str, must_change: bool = 
     """Store a new hash, clear any lockout, and end every older login of the user."""
     user.password_hash = hash_password(password)
     user.must_change_password = must_change
-    user.failed_logins, user.locked_until = 0, None
+    clear_login_attempts(db, name=user.username)
     db.flush()
     revoke_sessions(db, user_id=user.id)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts
+from core import accounts, clock
 from core.errors import Conflict, Forbidden, NotFound
-from core.models import LlmCall, User
+from core.login import UNTRUSTED
+from core.models import LlmCall, LoginAttempt, User
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,8 +40,7 @@ class UserSummary:
     email: str
     role: str
     disabled: bool
-    locked_until: datetime | None
-    failed_logins: int
+    locked_until: datetime | None  # for browsers that never signed in as this user
     must_change_password: bool
     created_at: datetime
     last_login_at: datetime | None
@@ -58,7 +58,7 @@ class UserSummary:
             return "disabled"
         if self.locked(now=now):
             assert self.locked_until is not None
-            return f"locked until {self.locked_until:%H:%M} UTC"
+            return f"locked for new browsers until {self.locked_until:%H:%M} UTC"
         return "must change password" if self.must_change_password else "active"
 
     def locked(self, *, now: datetime) -> bool:
@@ -105,14 +105,21 @@ def list_users(db: Session, *, actor_id: uuid.UUID) -> list[UserSummary]:
         .group_by(LlmCall.user_id)
         .subquery()
     )
+    lock = (
+        select(LoginAttempt.name, LoginAttempt.locked_until)
+        .where(LoginAttempt.client == UNTRUSTED, LoginAttempt.locked_until > clock.now())
+        .subquery()
+    )
     stmt = (
         select(
             User,
+            lock.c.locked_until,
             func.coalesce(usage.c.requests, 0),
             func.coalesce(usage.c.prompt_tokens, 0),
             func.coalesce(usage.c.completion_tokens, 0),
         )
         .outerjoin(usage, usage.c.user_id == User.id)
+        .outerjoin(lock, lock.c.name == func.lower(User.username))
         .order_by(func.lower(User.username))
     )
     return [
@@ -123,8 +130,7 @@ def list_users(db: Session, *, actor_id: uuid.UUID) -> list[UserSummary]:
             email=user.email,
             role=user.role,
             disabled=user.disabled,
-            locked_until=user.locked_until,
-            failed_logins=user.failed_logins,
+            locked_until=locked_until,
             must_change_password=user.must_change_password,
             created_at=user.created_at,
             last_login_at=user.last_login_at,
@@ -132,7 +138,7 @@ def list_users(db: Session, *, actor_id: uuid.UUID) -> list[UserSummary]:
             prompt_tokens=int(prompt),
             completion_tokens=int(completion),
         )
-        for user, requests, prompt, completion in db.execute(stmt).all()
+        for user, locked_until, requests, prompt, completion in db.execute(stmt).all()
     ]
 
 
@@ -225,10 +231,11 @@ def reset_password(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID) -> s
 
 
 def unlock(db: Session, *, actor_id: uuid.UUID, user_id: uuid.UUID) -> User:
-    """Lift a lockout now and forget the failed attempts."""
+    """Lift every lockout of the name now (from any address or browser) and forget the failed
+    attempts."""
     require_admin(db, actor_id=actor_id)
     user = _target(db, user_id)
-    user.failed_logins, user.locked_until = 0, None
+    accounts.clear_login_attempts(db, name=user.username)
     db.flush()
     return user
 

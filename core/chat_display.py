@@ -43,8 +43,31 @@ def status_note(message: Mapping[str, Any]) -> str | None:
 
 
 def for_display(text: str) -> str:
-    """Text for Streamlit's Markdown: ``$`` escaped, so "USD 5 and $6" is not read as LaTeX."""
-    return text.replace("$", "\\$")
+    """Chat text for Streamlit's Markdown: ``$`` escaped, so "USD 5 and $6" is not read as
+    LaTeX, and Markdown image syntax shown as text. An image in a message or reply would be
+    fetched by the browser of everyone who opens the conversation, administrators included:
+    a tracking pixel, or a channel a prompt-injected reply could leak data through. The app's
+    own pictures (charts) are Streamlit elements, never Markdown images."""
+    return text.replace("$", "\\$").replace("![", "!\\[")
+
+
+def display_stream(chunks: Iterable[str]) -> Iterator[str]:
+    """``for_display`` over a streamed reply, whose chunks may split ``![`` in two: a chunk's
+    trailing ``!`` is held back until the next chunk shows whether an image begins."""
+    held = ""
+    try:
+        for chunk in chunks:
+            text = held + chunk
+            held = "!" if text.endswith("!") else ""
+            text = text.removesuffix(held)
+            if text:
+                yield for_display(text)
+    except Exception:
+        if held:  # a reply that fails keeps every character it got on screen
+            yield held
+        raise
+    if held:
+        yield held
 
 
 def paced(

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.client_address import Network, parse_networks
 from core.errors import ConfigError
 from core.urls import check_database_url, check_redis_url, redact_url
 
@@ -123,12 +124,48 @@ class Settings(BaseSettings):
     login_max_attempts: int = Field(default=5, ge=1, le=100)
     login_lockout_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    auth_cookie_secure: bool = Field(
+        default=False,
+        description="Send the login cookies over HTTPS only (Secure); set it when the app is "
+        "served over HTTPS.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Proxies whose X-Forwarded-For header names the client (addresses or "
+        "networks, comma-separated): the load balancer in front of the app.",
+    )
+    login_untrusted_max_failures: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Failed logins for one name from every client without that name's device "
+        "cookie, together, that lock the name for such clients (browsers that signed in "
+        "before still get in).",
+    )
+    login_address_max_failures: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Failed logins from one address (any names) within LOGIN_LOCKOUT_MINUTES "
+        "after which that address must wait.",
+    )
+    registration_address_max: int = Field(
+        default=5, ge=1, le=100_000, description="Accounts one address may register per hour."
+    )
     login_sleep_time: float = Field(
         default=2.0,
         ge=0,
         le=10,
         description="Longest wait after a login or logout for the browser's cookie component "
         "to store or delete the cookie (it usually answers much sooner); 0 in tests.",
+    )
+
+    download_link_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Longest life of a file built for a download button (a session export) at "
+        "its /media link, which needs no login cookie.",
     )
 
     # --- limits --------------------------------------------------------------------------
@@ -167,6 +204,16 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return None if value is None else check_redis_url(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def trusted_networks(self) -> list[Network]:
+        return parse_networks(self.trusted_proxies)
 
     @field_validator("ollama_host")
     @classmethod

@@ -130,6 +130,8 @@ class TokenClaims:
     user_id: uuid.UUID
     issued_at: datetime
     expires_at: datetime
+    token_id: uuid.UUID  # the login_tokens row: Logout revokes it
+    device_id: uuid.UUID | None  # this browser's device id (see the device part below)
 
 
 def to_micros(moment: datetime) -> int:
@@ -142,44 +144,111 @@ def from_micros(micros: int) -> datetime:
 
 
 def issue_token(
-    *, username: str, user_id: uuid.UUID, issued_at: datetime, expires_at: datetime, key: str
+    *,
+    username: str,
+    user_id: uuid.UUID,
+    token_id: uuid.UUID,
+    issued_at: datetime,
+    expires_at: datetime,
+    key: str,
+    device_id: uuid.UUID | None = None,
 ) -> str:
-    """A cookie token the library accepts (``username``, ``exp_date``) plus Ledger's claims."""
-    payload = {
+    """A cookie token the library accepts (``username``, ``exp_date``) plus Ledger's claims,
+    and, with ``device_id``, the browser's device part (which outlives the login)."""
+    payload: dict[str, object] = {
         "username": username.lower(),
         "exp_date": expires_at.timestamp(),
         "uid": str(user_id),
+        "tid": str(token_id),
         "iat_us": to_micros(issued_at),
     }
+    if device_id is not None:
+        payload |= _device_claims(device_id, issued_at)
     return jwt.encode(payload, key, algorithm=ALGORITHM)
 
 
-def read_token(token: str, *, key: str, now: datetime) -> TokenClaims | None:
-    """The claims of a genuine, unexpired token; None for anything else (never raises)."""
+def _verified(token: str | None, key: str) -> dict[str, object] | None:
+    """The payload of a token signed with ``key``; None for anything else (never raises)."""
     if not isinstance(token, str) or not token or len(token) > 4096:
         return None
     try:
         payload = jwt.decode(token, key, algorithms=[ALGORITHM])
     except jwt.PyJWTError:
         return None
-    username, uid, iat, exp = (
+    return payload if isinstance(payload, dict) else None
+
+
+def read_token(token: str, *, key: str, now: datetime) -> TokenClaims | None:
+    """The claims of a genuine, unexpired token; None for anything else (never raises)."""
+    payload = _verified(token, key)
+    if payload is None:
+        return None
+    username, uid, tid, iat, exp = (
         payload.get("username"),
         payload.get("uid"),
+        payload.get("tid"),
         payload.get("iat_us"),
         payload.get("exp_date"),
     )
-    if not isinstance(username, str) or not isinstance(uid, str):
+    if not isinstance(username, str) or not isinstance(uid, str) or not isinstance(tid, str):
         return None
     if not isinstance(iat, int) or isinstance(iat, bool):
         return None
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         return None
     try:
-        user_id = uuid.UUID(uid)
+        user_id, token_id = uuid.UUID(uid), uuid.UUID(tid)
         issued_at = from_micros(iat)
         expires_at = datetime.fromtimestamp(exp, UTC)
     except (ValueError, OverflowError, OSError):
         return None
     if expires_at <= now or issued_at > now + timedelta(minutes=5):
         return None
-    return TokenClaims(username, user_id, issued_at, expires_at)
+    device_id = _device_of(payload, name=username, now=now)
+    return TokenClaims(username, user_id, issued_at, expires_at, token_id, device_id)
+
+
+# --- the device part -----------------------------------------------------------------------
+#
+# A browser that signed in as a name keeps a device id for it (a year): its failed logins for
+# that name then count on their own, so someone guessing passwords elsewhere cannot lock the
+# owner out of a browser they have used before (OWASP's "device cookies"). The id travels in
+# the login cookie itself, and Logout rewrites that cookie to the device part alone instead of
+# deleting it: one cookie, written by one browser component, so no second component can lose
+# a race with a rerun or a click.
+
+DEVICE_DAYS = 365
+
+
+def _device_claims(device_id: uuid.UUID, issued_at: datetime) -> dict[str, object]:
+    return {
+        "dev": str(device_id),
+        "dev_until_us": to_micros(issued_at + timedelta(days=DEVICE_DAYS)),
+    }
+
+
+def issue_device_token(*, name: str, device_id: uuid.UUID, now: datetime, key: str) -> str:
+    """The cookie's value once its login has ended: the device part alone (no login in it)."""
+    payload = {"kind": "device", "username": name.lower(), **_device_claims(device_id, now)}
+    return jwt.encode(payload, key, algorithm=ALGORITHM)
+
+
+def _device_of(payload: dict[str, object], *, name: str, now: datetime) -> uuid.UUID | None:
+    until, dev = payload.get("dev_until_us"), payload.get("dev")
+    if payload.get("username") != name.strip().lower():
+        return None
+    if not isinstance(until, int) or isinstance(until, bool) or not isinstance(dev, str):
+        return None
+    try:
+        device_id = uuid.UUID(dev)
+        expired = from_micros(until) <= now
+    except (ValueError, OverflowError):
+        return None
+    return None if expired else device_id
+
+
+def read_device_token(token: str | None, *, name: str, key: str, now: datetime) -> uuid.UUID | None:
+    """The device id in a genuine cookie (a login, or the device part left by Logout) issued
+    for ``name`` and not past its year; else None. The login itself may be over."""
+    payload = _verified(token, key)
+    return None if payload is None else _device_of(payload, name=name, now=now)

@@ -67,6 +67,10 @@ class Conflict(LedgerError):
         super().__init__(message)
 
 
+class TooManyRequests(LedgerError):
+    """One address asked too often (logins, registrations); the message says when to retry."""
+
+
 class QuotaExceeded(LedgerError):
     """The user's daily token quota is used up; nothing was sent to the model."""
 

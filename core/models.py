@@ -65,8 +65,6 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(100), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
     role: Mapped[str] = mapped_column(String(10), nullable=False, server_default="user")
-    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     tokens_valid_after: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
     )
@@ -87,18 +85,40 @@ class User(Base):
     )
 
 
-class LoginFailure(Base):
-    """Failed logins for names that match no account.
+class LoginToken(Base):
+    """One login (one cookie): Logout revokes exactly this one, so a copied cookie ends too."""
 
-    They count and lock exactly like an account's ``failed_logins``/``locked_until``, so the
-    login form's answers never reveal whether a username exists.
+    __tablename__ = "login_tokens"
+    __table_args__ = (
+        Index("ix_login_tokens_user_id", "user_id"),
+        Index("ix_login_tokens_expires_at", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginAttempt(Base):
+    """Failed logins in a row for one name from one client, and the lock they led to.
+
+    ``client`` is ``addr:<address>``, ``device:<id>`` (a browser holding a device cookie for the
+    name) or ``*`` (every client without one, together). Names with and without an account are
+    counted alike, so the login form's answers never reveal whether a username exists.
     """
 
-    __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_updated_at", "updated_at"),)
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_updated_at", "updated_at"),)
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    client: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.page import apply, header, require_admin, show_error, write
+from app.page import apply, header, require_admin, show_error, table, write
 from core import admin, clock
 from core.errors import LedgerError
 from core.models import ROLES
@@ -42,7 +42,7 @@ except LedgerError as exc:
 now = clock.now()
 when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", timezone="UTC")
 count = st.column_config.NumberColumn(format="localized")
-st.dataframe(
+table(
     admin.users_frame(users, now=now),
     hide_index=True,
     width="stretch",

@@ -104,7 +104,7 @@ if prompt is not None:
             help="Stop the reply; the text so far is kept.",
         )
         try:
-            st.write_stream(chat_display.paced(chat_display.for_display(t) for t in current))
+            st.write_stream(chat_display.paced(chat_display.display_stream(current)))
         except LedgerError as exc:
             st.error(f"Reply failed: {exc}")
         finally:

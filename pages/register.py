@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from app.page import header, set_notice, show_error, write
+from app.page import header, set_notice, show_error, store, write
 from core import accounts
 from core.config import get_settings
 from core.errors import Conflict, InvalidInput, LedgerError
@@ -51,10 +51,13 @@ if submitted:
     )
     if not problems:
         try:
+            r, address = store(), auth.client_address()
             created = write(
                 lambda d: (
-                    accounts.create_user(
+                    accounts.register(
                         d,
+                        r,
+                        address=address,
                         username=username,
                         email=email,
                         display_name=display_name,
@@ -65,7 +68,7 @@ if submitted:
             )
         except (InvalidInput, Conflict) as exc:
             problems = {exc.field or "username": str(exc)}
-        except LedgerError as exc:  # storage down: nothing was saved
+        except LedgerError as exc:  # storage down, or too many from this address: nothing saved
             show_error(exc)
             st.stop()
         else:

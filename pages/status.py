@@ -7,6 +7,7 @@ import streamlit as st
 from app.page import header, require_admin
 from core import readiness, services
 from core.errors import LedgerError
+from core.text import escape_markdown
 
 require_admin()
 header("Status", "The services this app is connected to, and whether they answer.")
@@ -23,3 +24,9 @@ for problem in problems:
     st.error(problem)
 if not problems:
     st.success("PostgreSQL and Redis answer, and the database schema is up to date.")
+
+# The model server: which backend answers, where, and whether it does (details that /healthz,
+# which answers anyone, leaves out).
+llm = next(c for c in readiness.run_probes() if c.name == "llm")
+show = st.success if llm.ok else st.warning  # pages still open; chats say why they fail
+show(f"**LLM** ({llm.ms:,.0f} ms): {escape_markdown(llm.detail)}")

@@ -6,7 +6,7 @@ import uuid
 
 import streamlit as st
 
-from app.page import apply, current_user, header, show_error, write
+from app.page import apply, current_user, header, show_error, table, write
 from app.scope import pick
 from core import charts, quota, text, usage
 from core.errors import LedgerError
@@ -83,7 +83,7 @@ try:
     if not board.top_sessions.empty:
         st.altair_chart(charts.top_sessions(board.top_sessions), width="stretch")
     with st.expander("Figures as tables"):
-        st.dataframe(board.latency_by_model, hide_index=True)
-        st.dataframe(board.top_sessions, hide_index=True)
+        table(board.latency_by_model, hide_index=True)
+        table(board.top_sessions, hide_index=True)
 except LedgerError as exc:
     show_error(exc)

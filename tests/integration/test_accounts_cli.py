@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, cookies, database, login
+from core import accounts, cookies, database, login, services
 from core.cli import main
 from core.config import get_settings
 from core.errors import ConfigError
@@ -42,7 +42,7 @@ def test_create_admin_reads_the_password_from_the_environment(
         "--display-name", "Zoë Root",
     )  # fmt: skip
     assert code == 0 and "created administrator Root" in out
-    result = login.attempt(dbs, username="root", password=PASSWORD)
+    result = login.attempt(dbs, services.redis_client(), username="root", password=PASSWORD)
     assert result.ok and result.identity is not None and result.identity.is_admin
     assert result.identity.display_name == "Zoë Root"
 
@@ -55,7 +55,7 @@ def test_create_admin_prompts_twice_on_a_terminal(
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(typed))
     code, _, err = run(capsys, "create-admin")
     assert code == 0 and "at least 12" in err
-    assert login.attempt(dbs, username="admin", password=PASSWORD).ok
+    assert login.attempt(dbs, services.redis_client(), username="admin", password=PASSWORD).ok
 
 
 def test_create_admin_without_terminal_or_variable_says_what_to_set(
@@ -111,7 +111,7 @@ def alice(dbs: Session) -> User:
         dbs, username="alice", email="a@example.com", display_name="Alice", password=PASSWORD
     )
     for _ in range(5):
-        login.attempt(dbs, username="alice", password="wrong wrong wrong")
+        login.attempt(dbs, services.redis_client(), username="alice", password="wrong wrong wrong")
     dbs.commit()
     return user
 
@@ -122,7 +122,7 @@ def test_reset_password_one_time_prints_it_once_and_lifts_the_lock(
     code, out, _ = run(capsys, "reset-password", "ALICE", "--one-time")
     assert code == 0
     one_time = out.strip().splitlines()[-1]
-    result = login.attempt(dbs, username="alice", password=one_time)
+    result = login.attempt(dbs, services.redis_client(), username="alice", password=one_time)
     assert result.ok and result.identity is not None and result.identity.must_change_password
 
 
@@ -135,7 +135,9 @@ def test_reset_password_from_the_environment(
     monkeypatch.setenv("LEDGER_NEW_PASSWORD", "the operator's new one")
     code, out, _ = run(capsys, "reset-password", "alice")
     assert code == 0 and "changed" in out
-    result = login.attempt(dbs, username="alice", password="the operator's new one")
+    result = login.attempt(
+        dbs, services.redis_client(), username="alice", password="the operator's new one"
+    )
     assert result.ok and result.identity is not None and not result.identity.must_change_password
 
 

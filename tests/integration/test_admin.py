@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from core import accounts, admin, database, login, usage_log
+from core import accounts, admin, database, login, services, usage_log
 from core.errors import Conflict, Forbidden, LedgerError
 from tests.support.locks import wait_until_blocked
 from tests.support.people import PASSWORD, make_user
@@ -168,8 +168,8 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(dbs: Session) ->
 def test_reset_password_gives_a_one_time_password_that_must_be_changed(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     one_time = call(dbs, admin.reset_password, actor_id=boss.id, user_id=alice.id)
-    assert not login.attempt(dbs, username="alice", password=PASSWORD).ok
-    result = login.attempt(dbs, username="alice", password=one_time)
+    assert not login.attempt(dbs, services.redis_client(), username="alice", password=PASSWORD).ok
+    result = login.attempt(dbs, services.redis_client(), username="alice", password=one_time)
     assert result.ok and result.identity is not None and result.identity.must_change_password
     dbs.commit()
     accounts.change_password(
@@ -190,28 +190,28 @@ def test_an_admin_resets_their_own_password_on_the_account_page(dbs: Session) ->
 def test_reset_password_lifts_a_lockout(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     for _ in range(5):
-        login.attempt(dbs, username="alice", password="wrong wrong wrong")
+        login.attempt(dbs, services.redis_client(), username="alice", password="wrong wrong wrong")
     dbs.commit()
     one_time = call(dbs, admin.reset_password, actor_id=boss.id, user_id=alice.id)
-    assert login.attempt(dbs, username="alice", password=one_time).ok
+    assert login.attempt(dbs, services.redis_client(), username="alice", password=one_time).ok
 
 
 def test_unlock_lifts_a_lockout(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     for _ in range(5):
-        login.attempt(dbs, username="alice", password="wrong wrong wrong")
+        login.attempt(dbs, services.redis_client(), username="alice", password="wrong wrong wrong")
     dbs.commit()
-    assert not login.attempt(dbs, username="alice", password=PASSWORD).ok
+    assert not login.attempt(dbs, services.redis_client(), username="alice", password=PASSWORD).ok
     call(dbs, admin.unlock, actor_id=boss.id, user_id=alice.id)
-    assert login.attempt(dbs, username="alice", password=PASSWORD).ok
+    assert login.attempt(dbs, services.redis_client(), username="alice", password=PASSWORD).ok
 
 
 def test_enable_after_disable_allows_login_again(dbs: Session) -> None:
     boss, alice = make(dbs, "boss", "admin"), make(dbs, "alice")
     call(dbs, admin.set_disabled, actor_id=boss.id, user_id=alice.id, disabled=True)
-    assert not login.attempt(dbs, username="alice", password=PASSWORD).ok
+    assert not login.attempt(dbs, services.redis_client(), username="alice", password=PASSWORD).ok
     call(dbs, admin.set_disabled, actor_id=boss.id, user_id=alice.id, disabled=False)
-    assert login.attempt(dbs, username="alice", password=PASSWORD).ok
+    assert login.attempt(dbs, services.redis_client(), username="alice", password=PASSWORD).ok
 
 
 def test_an_unknown_role_is_refused(dbs: Session) -> None:

@@ -21,7 +21,19 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, chat, database, export, history, llm, login, search, sessions, text
+from core import (
+    accounts,
+    chat,
+    database,
+    export,
+    history,
+    llm,
+    login,
+    search,
+    services,
+    sessions,
+    text,
+)
 from core.errors import EmptyPrompt, InvalidInput, LedgerError, NotFound
 from core.models import ConversationSession, User
 from tests.support.fake_ollama import FakeOllama
@@ -236,7 +248,7 @@ def test_any_username_and_email_are_stored_exactly_as_validated_or_refused(
 def test_any_login_attempt_is_refused_with_a_reason_and_never_crashes(
     dbs: Session, username: str, password: str
 ) -> None:
-    result = login.attempt(dbs, username=username, password=password)
+    result = login.attempt(dbs, services.redis_client(), username=username, password=password)
     dbs.commit()
     assert result.identity is None and result.error is not None
     assert str(result.error).endswith(".")

@@ -1,7 +1,9 @@
-"""Login, persisted lockout and session validity on real PostgreSQL (time from core.clock)."""
+"""Login, persisted lockouts that an attacker cannot aim at the owner, per-address limits and
+session validity, on real PostgreSQL and Redis (time from core.clock)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -11,10 +13,16 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import accounts, admin, clock, login, passwords
+from core import accounts, admin, clock, login, passwords, services
 from core.config import get_settings
-from core.errors import AccountDisabled, AccountLocked, AuthenticationFailed, InvalidInput
-from core.models import LoginFailure, User
+from core.errors import (
+    AccountDisabled,
+    AccountLocked,
+    AuthenticationFailed,
+    InvalidInput,
+    TooManyRequests,
+)
+from core.models import LoginAttempt, User
 from tests.support.locks import wait_until_blocked
 from tests.support.people import PASSWORD, make_user
 
@@ -41,10 +49,25 @@ def t(clean_state: None) -> Iterator[Clock]:
 make = partial(make_user, commit=True)  # committed: other connections see it
 
 
-def attempt(dbs: Session, name: str, password: str) -> login.LoginResult:
-    result = login.attempt(dbs, username=name, password=password)
+HERE = login.Client()  # the address every attempt below comes from, unless a test says
+ADDRESS = f"addr:{login.LOCAL}"
+
+
+def attempt(
+    dbs: Session, name: str, password: str, client: login.Client = HERE
+) -> login.LoginResult:
+    result = login.attempt(
+        dbs, services.redis_client(), username=name, password=password, client=client
+    )
     dbs.commit()
     return result
+
+
+def rows(dbs: Session, name: str) -> dict[str, tuple[int, datetime | None]]:
+    """The name's attempt rows: client -> (failures in a row, locked until)."""
+    dbs.expire_all()
+    found = dbs.scalars(select(LoginAttempt).where(LoginAttempt.name == name.lower()))
+    return {row.client: (row.failed, row.locked_until) for row in found}
 
 
 def counter(outcome: str) -> float:
@@ -78,14 +101,14 @@ def test_wrong_password_and_unknown_user_get_the_same_message(dbs: Session, t: C
 
 
 def test_failures_are_persisted_and_success_resets_them(dbs: Session, t: Clock) -> None:
-    user = make(dbs)
+    make(dbs)
     for _ in range(3):
         attempt(dbs, "alice", WRONG)
-    dbs.refresh(user)
-    assert user.failed_logins == 3
+    assert rows(dbs, "alice") == {ADDRESS: (3, None), login.UNTRUSTED: (3, None)}
     assert attempt(dbs, "alice", PASSWORD).ok
-    dbs.refresh(user)
-    assert user.failed_logins == 0
+    # The address's own count starts again; the count shared by every new browser does not
+    # (a success from one address must not give guessers elsewhere a fresh allowance).
+    assert rows(dbs, "alice") == {ADDRESS: (0, None), login.UNTRUSTED: (3, None)}
 
 
 def test_fifth_failure_locks_for_fifteen_minutes(dbs: Session, t: Clock) -> None:
@@ -96,8 +119,7 @@ def test_fifth_failure_locks_for_fifteen_minutes(dbs: Session, t: Clock) -> None
     assert isinstance(results[4].error, AccountLocked)
     assert "try again in 15 minutes" in str(results[4].error)
     assert lockouts() == locks + 1
-    dbs.refresh(user)
-    assert user.locked_until == T0 + timedelta(minutes=15)
+    assert rows(dbs, user.username)[ADDRESS] == (5, T0 + timedelta(minutes=15))
 
 
 def test_locked_account_refuses_even_the_right_password(dbs: Session, t: Clock) -> None:
@@ -112,13 +134,12 @@ def test_locked_account_refuses_even_the_right_password(dbs: Session, t: Clock) 
 
 
 def test_lock_ends_after_the_window_and_counting_starts_afresh(dbs: Session, t: Clock) -> None:
-    user = make(dbs)
+    make(dbs)
     for _ in range(5):
         attempt(dbs, "alice", WRONG)
     t.advance(minutes=15, seconds=1)
     assert isinstance(attempt(dbs, "alice", WRONG).error, AuthenticationFailed)
-    dbs.refresh(user)
-    assert (user.failed_logins, user.locked_until) == (1, None)
+    assert rows(dbs, "alice")[ADDRESS] == (1, None)
     assert attempt(dbs, "alice", PASSWORD).ok
 
 
@@ -128,8 +149,8 @@ def test_unknown_names_lock_exactly_like_real_ones(dbs: Session, t: Clock) -> No
     ghost = [str(attempt(dbs, "ghost", WRONG).error) for _ in range(6)]
     assert real == ghost
     assert "Too many failed logins" in ghost[-1]
-    row = dbs.get(LoginFailure, "ghost")
-    assert row is not None and row.locked_until == T0 + timedelta(minutes=15)
+    assert rows(dbs, "ghost")[ADDRESS] == (5, T0 + timedelta(minutes=15))
+    assert rows(dbs, "alice").keys() == rows(dbs, "ghost").keys()
 
 
 def test_unknown_name_lock_also_expires(dbs: Session, t: Clock) -> None:
@@ -142,7 +163,7 @@ def test_unknown_name_lock_also_expires(dbs: Session, t: Clock) -> None:
 def test_names_no_account_can_have_are_not_stored(dbs: Session, t: Clock) -> None:
     for name in ["x", "robert'); DROP TABLE users;--", "<script>", "李雷", "a" * 100_000]:
         assert isinstance(attempt(dbs, name, WRONG).error, AuthenticationFailed)
-    assert dbs.scalar(select(func.count()).select_from(LoginFailure)) == 0
+    assert dbs.scalar(select(func.count()).select_from(LoginAttempt)) == 0
 
 
 def test_a_wrong_password_and_an_unknown_name_count_as_bad_credentials(
@@ -195,17 +216,18 @@ def test_hundred_kilobyte_password_is_just_a_wrong_password(dbs: Session, t: Clo
     result = attempt(dbs, "alice", "p" * 100_000)
     assert isinstance(result.error, AuthenticationFailed)
     dbs.refresh(user)
-    assert user.failed_logins == 1 and passwords.verify_password(PASSWORD, user.password_hash)
+    assert rows(dbs, "alice")[ADDRESS] == (1, None)
+    assert passwords.verify_password(PASSWORD, user.password_hash)
 
 
 @pytest.mark.parametrize(
     "name", ["alice' OR '1'='1", "alice'--", "<b>alice</b>", "ålice", "alice\x00"]
 )
 def test_injection_in_the_username_matches_nobody(dbs: Session, t: Clock, name: str) -> None:
-    user = make(dbs)
+    make(dbs)
     assert isinstance(attempt(dbs, name, PASSWORD).error, AuthenticationFailed)
-    dbs.refresh(user)
-    assert user.failed_logins == 0 and dbs.scalar(select(func.count()).select_from(User)) == 1
+    assert rows(dbs, "alice") == {}
+    assert dbs.scalar(select(func.count()).select_from(User)) == 1
 
 
 def test_login_follows_a_changed_bcrypt_cost(
@@ -352,29 +374,73 @@ def test_every_refusal_costs_the_bcrypt_check_of_a_wrong_password(
 
 def test_authenticate_raises_the_same_errors(dbs: Session, t: Clock) -> None:
     make(dbs)
-    assert login.authenticate(dbs, username="alice", password=PASSWORD).username == "alice"
+    assert (
+        login.authenticate(
+            dbs, services.redis_client(), username="alice", password=PASSWORD
+        ).username
+        == "alice"
+    )
     with pytest.raises(AuthenticationFailed):
-        login.authenticate(dbs, username="alice", password=WRONG)
+        login.authenticate(dbs, services.redis_client(), username="alice", password=WRONG)
 
 
 # --- session validity ------------------------------------------------------------------------
 
 
-def issued_login(dbs: Session) -> tuple[User, datetime]:
-    user = make(dbs)
-    t_login = attempt(dbs, "alice", PASSWORD).issued_at
-    assert t_login is not None
-    return user, t_login
+TOKENS: dict[datetime, uuid.UUID] = {}  # issued_at -> the login token issued then
 
 
-def valid(dbs: Session, user: User, issued: datetime) -> bool:
+def issued_login(dbs: Session, name: str = "alice") -> tuple[User, datetime]:
+    user = make(dbs, name)
+    result = attempt(dbs, name, PASSWORD)
+    assert result.issued_at is not None and result.token_id is not None
+    TOKENS[result.issued_at] = result.token_id
+    return user, result.issued_at
+
+
+def valid(dbs: Session, user: User, issued: datetime, token: uuid.UUID | None = None) -> bool:
     dbs.expire_all()
-    return accounts.session_identity(dbs, user_id=user.id, issued_at=issued) is not None
+    token = token or TOKENS[issued]
+    identity = accounts.session_identity(dbs, user_id=user.id, token_id=token, issued_at=issued)
+    return identity is not None
 
 
 def test_a_fresh_login_is_valid(dbs: Session, t: Clock) -> None:
     user, issued = issued_login(dbs)
     assert valid(dbs, user, issued)
+
+
+def test_logout_ends_that_login_and_a_copy_of_its_cookie_but_no_other(
+    dbs: Session, t: Clock
+) -> None:
+    """A cookie copied before Logout carries the same token id: revoked, it signs in no more.
+    The user's other browsers (other logins) stay signed in."""
+    user, issued = issued_login(dbs)
+    other = attempt(dbs, "alice", PASSWORD)
+    assert other.token_id is not None and other.token_id != TOKENS[issued]
+    accounts.revoke_login_token(dbs, user_id=user.id, token_id=TOKENS[issued])
+    dbs.commit()
+    assert not valid(dbs, user, issued)
+    assert valid(dbs, user, issued, other.token_id)
+
+
+def test_another_users_token_or_an_unknown_one_is_no_login(dbs: Session, t: Clock) -> None:
+    alice, issued = issued_login(dbs)
+    t.advance(seconds=1)
+    bob, _ = issued_login(dbs, "bob")
+    assert not valid(dbs, bob, issued, TOKENS[issued])  # alice's token with bob's id
+    assert not valid(dbs, alice, issued, uuid.uuid4())
+    accounts.revoke_login_token(dbs, user_id=bob.id, token_id=TOKENS[issued])  # not bob's
+    dbs.commit()
+    assert valid(dbs, alice, issued)
+
+
+def test_an_expired_login_token_is_no_login(dbs: Session, t: Clock) -> None:
+    user, issued = issued_login(dbs)
+    t.advance(days=get_settings().auth_cookie_expiry_days, seconds=1)
+    assert not valid(dbs, user, issued)
+    t.advance(days=1)
+    assert accounts.prune_login_tokens(dbs) == 1
 
 
 def test_password_change_ends_older_logins_but_not_the_new_cut_off(dbs: Session, t: Clock) -> None:
@@ -389,7 +455,7 @@ def test_password_change_ends_older_logins_but_not_the_new_cut_off(dbs: Session,
     )
     dbs.commit()
     assert not valid(dbs, user, issued)
-    assert valid(dbs, user, cutoff)
+    assert valid(dbs, user, cutoff, TOKENS[issued])  # this browser's login, moved to the cut-off
     assert attempt(dbs, "alice", "a brand new passphrase").ok
 
 
@@ -399,6 +465,7 @@ def test_log_out_everywhere_ends_every_login(dbs: Session, t: Clock) -> None:
     accounts.logout_everywhere(dbs, user_id=user.id)
     dbs.commit()
     assert not valid(dbs, user, issued)
+    assert not valid(dbs, user, T0 + timedelta(hours=1), TOKENS[issued])  # its token is revoked
 
 
 def test_disabling_ends_logins(dbs: Session, t: Clock) -> None:
@@ -420,15 +487,19 @@ def test_role_change_ends_logins(dbs: Session, t: Clock) -> None:
 
 def test_a_login_for_a_deleted_user_is_invalid(dbs: Session, t: Clock) -> None:
     user, issued = issued_login(dbs)
+    token = TOKENS[issued]
     dbs.delete(user)
     dbs.commit()
-    assert accounts.session_identity(dbs, user_id=user.id, issued_at=issued) is None
+    found = accounts.session_identity(dbs, user_id=user.id, token_id=token, issued_at=issued)
+    assert found is None
 
 
 def test_a_cookie_username_must_match_the_user_id(dbs: Session, t: Clock) -> None:
     user, issued = issued_login(dbs)
-    assert accounts.session_identity(dbs, user_id=user.id, issued_at=issued, username="ALICE")
-    assert not accounts.session_identity(dbs, user_id=user.id, issued_at=issued, username="bob")
+    token = TOKENS[issued]
+    identity = partial(accounts.session_identity, dbs, user_id=user.id, token_id=token)
+    assert identity(issued_at=issued, username="ALICE")
+    assert not identity(issued_at=issued, username="bob")
 
 
 def test_setting_the_clock_back_never_revives_revoked_logins(dbs: Session, t: Clock) -> None:
@@ -493,12 +564,13 @@ def test_concurrent_attempts_on_one_name_queue_alike_for_real_and_unknown_names(
 
     make(dbs)
     first = database.get_sessionmaker()()
-    login.attempt(first, username=name, password=WRONG)  # holds the row lock, not committed
+    r = services.redis_client()
+    login.attempt(first, r, username=name, password=WRONG)  # holds the row locks, uncommitted
     finished = threading.Event()
 
     def second() -> None:
         with database.session_scope() as session:
-            login.attempt(session, username=name, password=WRONG)
+            login.attempt(session, r, username=name, password=WRONG)
         finished.set()
 
     thread = threading.Thread(target=second)
@@ -511,12 +583,154 @@ def test_concurrent_attempts_on_one_name_queue_alike_for_real_and_unknown_names(
     assert finished.is_set()
 
 
-def test_unknown_names_not_tried_for_thirty_days_are_forgotten_at_start(
-    dbs: Session, t: Clock
-) -> None:
+def test_attempts_not_made_for_thirty_days_are_forgotten_at_start(dbs: Session, t: Clock) -> None:
     attempt(dbs, "oldghost", WRONG)
     t.advance(days=30, minutes=1)
     attempt(dbs, "newghost", WRONG)
-    assert login.prepare_login_failures().startswith("failed logins of unknown names: 1 ")
+    assert login.prepare_login_records().startswith("login records: 2 failed-login rows ")
     dbs.expire_all()
-    assert [row.name for row in dbs.scalars(select(LoginFailure))] == ["newghost"]
+    assert {row.name for row in dbs.scalars(select(LoginAttempt))} == {"newghost"}
+
+
+# --- lockouts an attacker cannot aim at the owner ----------------------------------------------
+
+ATTACKER = login.Client(address="203.0.113.66")
+OWNER = login.Client(address="198.51.100.7")
+
+
+def test_failures_from_one_address_lock_that_address_only(dbs: Session, t: Clock) -> None:
+    make(dbs)
+    results = [attempt(dbs, "alice", WRONG, ATTACKER) for _ in range(5)]
+    assert str(results[-1].error) == "Too many failed logins: try again in 15 minutes."
+    assert isinstance(attempt(dbs, "alice", PASSWORD, ATTACKER).error, AccountLocked)
+    assert attempt(dbs, "alice", PASSWORD, OWNER).ok
+
+
+@pytest.fixture
+def untrusted_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setenv("LOGIN_UNTRUSTED_MAX_FAILURES", "10")
+    get_settings.cache_clear()
+    yield 10
+    get_settings.cache_clear()
+
+
+def guess_from_many_addresses(dbs: Session, name: str, failures: int) -> None:
+    """``failures`` wrong passwords, four from each address (none of them locks itself)."""
+    for n in range(failures):
+        attempt(dbs, name, WRONG, login.Client(address=f"192.0.2.{n // 4}"))
+
+
+@pytest.mark.parametrize("name", ["alice", "ghost"])
+def test_guessing_from_many_addresses_locks_the_name_for_new_browsers(
+    dbs: Session, t: Clock, untrusted_limit: int, name: str
+) -> None:
+    make(dbs)
+    guess_from_many_addresses(dbs, name, untrusted_limit)
+    refused = attempt(dbs, name, PASSWORD if name == "alice" else WRONG, OWNER)
+    assert isinstance(refused.error, AccountLocked)
+    assert "log in from a browser you have used before" in str(refused.error)
+    assert rows(dbs, name)[login.UNTRUSTED] == (untrusted_limit, T0 + timedelta(minutes=15))
+
+
+def test_a_browser_that_signed_in_before_still_gets_in_when_the_name_is_locked(
+    dbs: Session, t: Clock, untrusted_limit: int
+) -> None:
+    make(dbs)
+    trusted = login.Client(address=OWNER.address, device=uuid.uuid4())
+    guess_from_many_addresses(dbs, "alice", untrusted_limit)
+    assert isinstance(attempt(dbs, "alice", PASSWORD, OWNER).error, AccountLocked)
+    assert attempt(dbs, "alice", PASSWORD, trusted).ok
+
+
+def test_a_devices_failures_lock_that_device_only(dbs: Session, t: Clock) -> None:
+    make(dbs)
+    stolen = login.Client(address=ATTACKER.address, device=uuid.uuid4())
+    for _ in range(5):
+        attempt(dbs, "alice", WRONG, stolen)
+    assert isinstance(attempt(dbs, "alice", PASSWORD, stolen).error, AccountLocked)
+    assert attempt(dbs, "alice", PASSWORD, OWNER).ok
+    assert login.UNTRUSTED not in rows(dbs, "alice") or rows(dbs, "alice")[login.UNTRUSTED][0] == 0
+
+
+def test_the_untrusted_count_covers_one_lockout_period_not_forever(
+    dbs: Session, t: Clock, untrusted_limit: int
+) -> None:
+    make(dbs)
+    guess_from_many_addresses(dbs, "alice", untrusted_limit - 1)
+    t.advance(minutes=16)
+    attempt(dbs, "alice", WRONG, ATTACKER)
+    assert rows(dbs, "alice")[login.UNTRUSTED] == (1, None)
+
+
+def test_an_admin_unlock_lifts_every_lock_of_the_name(
+    dbs: Session, t: Clock, untrusted_limit: int
+) -> None:
+    boss = make(dbs, "boss", role="admin")
+    user = make(dbs)
+    guess_from_many_addresses(dbs, "alice", untrusted_limit)
+    assert login.lock_of(dbs, name="alice") == T0 + timedelta(minutes=15)
+    admin.unlock(dbs, actor_id=boss.id, user_id=user.id)
+    dbs.commit()
+    assert rows(dbs, "alice") == {} and login.lock_of(dbs, name="alice") is None
+    assert attempt(dbs, "alice", PASSWORD, OWNER).ok
+
+
+# --- limits per address --------------------------------------------------------------------
+
+
+def test_an_address_with_too_many_failures_waits_whatever_name_it_tries(
+    dbs: Session, t: Clock
+) -> None:
+    make(dbs)
+    limit = get_settings().login_address_max_failures
+    for n in range(limit):
+        attempt(dbs, f"ghost{n}", WRONG, ATTACKER)
+    written = dbs.scalar(select(func.count()).select_from(LoginAttempt))
+    refused = attempt(dbs, "alice", PASSWORD, ATTACKER)
+    assert refused.outcome == "throttled"
+    assert (
+        str(refused.error) == "Too many failed logins from your network: try again in 15 minutes."
+    )
+    assert attempt(dbs, "alice", PASSWORD, OWNER).ok  # another address is not held back
+    for n in range(50):  # what an address keeps trying writes nothing more
+        attempt(dbs, f"phantom{n}", WRONG, ATTACKER)
+    # ...while the owner's own login wrote its address's row and alice's untrusted row.
+    assert dbs.scalar(select(func.count()).select_from(LoginAttempt)) == written + 2
+    t.advance(minutes=15)
+    assert attempt(dbs, "alice", PASSWORD, ATTACKER).ok  # the next window opens
+
+
+def test_rows_for_unknown_names_are_capped_per_address(dbs: Session, t: Clock) -> None:
+    """Two rows a name (the address's and the untrusted one), for at most
+    LOGIN_ADDRESS_MAX_FAILURES names per address and period."""
+    limit = get_settings().login_address_max_failures
+    for n in range(limit * 5):
+        attempt(dbs, f"name{n}", WRONG, ATTACKER)
+    assert dbs.scalar(select(func.count()).select_from(LoginAttempt)) == 2 * limit
+
+
+def register(dbs: Session, n: int, address: str) -> None:
+    accounts.register(
+        dbs,
+        services.redis_client(),
+        address=address,
+        username=f"newbie{n}",
+        email=f"newbie{n}@example.com",
+        display_name=f"Newbie {n}",
+        password=PASSWORD,
+        password_confirm=PASSWORD,
+    )
+    dbs.commit()
+
+
+def test_registrations_per_address_are_limited_per_hour(dbs: Session, t: Clock) -> None:
+    limit = get_settings().registration_address_max
+    for n in range(limit):
+        register(dbs, n, ATTACKER.address)
+    with pytest.raises(TooManyRequests, match="registered from your network: try again in 60"):
+        register(dbs, limit, ATTACKER.address)
+    dbs.rollback()
+    assert accounts.get_by_username(dbs, username=f"newbie{limit}") is None
+    register(dbs, limit, OWNER.address)
+    t.advance(hours=1)
+    register(dbs, limit + 1, ATTACKER.address)

@@ -11,7 +11,7 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import chat_display, clock, demo, history, login, sessions, usage
+from core import chat_display, clock, demo, history, login, services, sessions, usage
 from core.cli import main
 from core.errors import Conflict
 from core.models import ConversationSession, LlmCall
@@ -40,7 +40,9 @@ def test_seed_creates_the_users_sessions_histories_and_usage(
         history.count(r, session_id=sid) for sid in dbs.scalars(select(ConversationSession.id))
     )
     assert stored == seeded.messages
-    identity = login.authenticate(dbs, username="maria.lopez", password=PASSWORD)
+    identity = login.authenticate(
+        dbs, services.redis_client(), username="maria.lopez", password=PASSWORD
+    )
     assert identity.display_name == "María López"
 
 
@@ -120,7 +122,9 @@ def test_the_command_prints_usernames_and_a_generated_password(
     assert "usernames: maria.lopez, james.chen" in out
     password = out.split("password: ", 1)[1].strip()
     assert len(password) >= 12
-    assert login.authenticate(dbs, username="james.chen", password=password)
+    assert login.authenticate(
+        dbs, services.redis_client(), username="james.chen", password=password
+    )
     assert main(["seed-demo"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Demo data already exists (users: james.chen, maria.lopez)")

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import accounts, history, login, passwords, sessions, usage_log
+from core import accounts, history, login, passwords, services, sessions, usage_log
 from core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from core.models import ConversationSession, LlmCall
 from tests.support.people import PASSWORD
@@ -31,6 +31,33 @@ def test_username_is_unique_ignoring_case(dbs: Session) -> None:
             dbs, username="aLICE", email="other@example.com", display_name="A", password=PASSWORD
         )
     assert accounts.get_by_username(dbs, username="ALICE") is not None
+
+
+@pytest.mark.parametrize(
+    "twin",
+    ["BOB@EXAMPLE.COM", "ｂｏｂ@ｅｘａｍｐｌｅ.ｃｏｍ", " bob@example.com "],
+    ids=["upper case", "full-width", "spaces"],
+)
+def test_a_look_alike_of_an_email_is_the_same_account(dbs: Session, twin: str) -> None:
+    accounts.create_user(
+        dbs, username="bob", email="Bob@Example.com", display_name="Bob", password=PASSWORD
+    )
+    with pytest.raises(Conflict):
+        accounts.create_user(
+            dbs, username="bob2", email=twin, display_name="Bob", password=PASSWORD
+        )
+    user = accounts.get_by_email(dbs, email=twin)
+    assert user is not None and user.email == "bob@example.com"
+
+
+def test_an_email_with_a_letter_from_another_alphabet_is_refused(dbs: Session) -> None:
+    accounts.create_user(
+        dbs, username="bob", email="bob@example.com", display_name="Bob", password=PASSWORD
+    )
+    with pytest.raises(InvalidInput, match="mixes alphabets"):
+        accounts.create_user(
+            dbs, username="b0b", email="b\u043eb@example.com", display_name="Bob", password=PASSWORD
+        )
 
 
 def test_failed_duplicate_leaves_the_transaction_usable(dbs: Session) -> None:
@@ -306,7 +333,7 @@ def test_looking_up_a_name_no_account_can_have_finds_nothing(dbs: Session, usern
     assert accounts.get_by_username(dbs, username=username) is None
     assert accounts.get_by_email(dbs, email=username + "@example.com") is None
     with pytest.raises(AuthenticationFailed):
-        login.authenticate(dbs, username=username, password=PASSWORD)
+        login.authenticate(dbs, services.redis_client(), username=username, password=PASSWORD)
     assert accounts.get_by_username(dbs, username="alice") is not None  # session still usable
 
 

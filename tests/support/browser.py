@@ -129,7 +129,19 @@ def login_form_shown(page: Any) -> bool:
 
 
 def has_cookie(context: Any, name: str = "ledger_auth") -> bool:
-    return any(c["name"] == name for c in context.cookies())
+    """Whether the browser holds a login cookie: one with a login in it. After Logout the
+    cookie stays, holding only the browser's device part (core.cookies), which is no login."""
+    import base64
+    import json
+
+    for cookie in context.cookies():
+        if cookie["name"] != name:
+            continue
+        payload = cookie["value"].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        if "uid" in claims:
+            return True
+    return False
 
 
 def nav(page: Any) -> list[str]:

