@@ -38,6 +38,7 @@ REGISTER = PageSpec("Register", "register", "📝", "register.py")
 MEMBER = [
     PageSpec("Chat", "chat", "💬", "chat.py"),
     PageSpec("Sessions", "sessions", "🗂️", "sessions.py"),
+    PageSpec("Data", "data", "🧮", "data.py"),
     PageSpec("Usage", "usage", "📊", "usage.py"),
     PageSpec("Account", "account", "👤", "account.py"),
 ]
@@ -59,7 +60,7 @@ def visitor_spec(*, allow_registration: bool) -> dict[str, list[PageSpec]]:
 
 
 def member_spec(identity: Identity) -> dict[str, list[PageSpec]]:
-    account = MEMBER[3]
+    account = MEMBER[4]
     if identity.must_change_password:  # one-time password: nothing else until it is replaced
         return {"": [replace(account, default=True)]}
     main = [replace(MEMBER[0], default=True), *MEMBER[1:]]

@@ -99,3 +99,23 @@ def top_sessions(frame: pd.DataFrame) -> alt.Chart:
         )
     )
     return chart
+
+
+def result_chart(frame: pd.DataFrame, spec: dict[str, object]) -> alt.Chart:
+    """A query result drawn as ``core.tools.chart_spec`` says: a line over a time axis, bars
+    over categories, one series per numeric column."""
+    x, series = str(spec["x"]), [str(c) for c in spec["y"]]  # type: ignore[attr-defined]
+    long = frame.melt(id_vars=[x], value_vars=series, var_name="series", value_name="value")
+    kind = "O" if spec.get("kind") == "line" else "N"
+    base = alt.Chart(long)
+    marks = base.mark_line(point=True) if spec.get("kind") == "line" else base.mark_bar()
+    chart: alt.Chart = marks.encode(
+        x=alt.X(f"{x}:{kind}", title=x, sort=None),
+        y=alt.Y("value:Q", title=series[0] if len(series) == 1 else "value"),
+        color=alt.Color("series:N", title=None),
+        xOffset=alt.XOffset("series:N")
+        if spec.get("kind") != "line" and len(series) > 1
+        else alt.Undefined,
+        tooltip=[f"{x}:{kind}", "series:N", alt.Tooltip("value:Q", format=",.4g")],
+    )
+    return chart

@@ -24,19 +24,20 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import context_window, history, metrics, persona, quota, sessions
+from core import context_window, data, history, metrics, persona, quota, sessions, tools
 from core.config import Settings, get_settings
 from core.errors import (
     EmptyPrompt,
     InvalidInput,
     LedgerError,
+    LLMError,
     NotFound,
     ServiceUnavailable,
     first_line,
 )
 from core.llm import Backend
 from core.services import engine_url_of
-from core.turn import SessionFactory, Turn, redis_unavailable
+from core.turn import SessionFactory, ToolBox, Turn, redis_unavailable
 
 MAX_MODEL_NAME = 200
 
@@ -86,11 +87,15 @@ def _prepare(
     session_id: uuid.UUID | str | None,
     title: str,
     model: str,
-) -> tuple[uuid.UUID, bool]:
-    """Owner check (or a new session row), quota, Redis reachable; one short transaction."""
+    tables: list[uuid.UUID] | None,
+) -> tuple[uuid.UUID, bool, list[data.TableInfo], str]:
+    """Owner check (or a new session row), quota, the chat's tables (attached when ``tables``
+    changes them), Redis reachable; one short transaction. Returns the session id, whether it
+    is new, its tables, and what the model is told about them."""
     db = session_factory()
     try:
-        if session_id is not None:
+        writes = session_id is None or tables is not None
+        if not writes:
             # Only reads follow: no transaction, which saves the BEGIN and ROLLBACK round trips.
             db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         quota.check_quota(db, user_id=user_id)
@@ -99,13 +104,17 @@ def _prepare(
         else:
             row = sessions.get_for_owner(db, user_id=user_id, session_id=session_id)
         sid = row.id
-        if session_id is None:
+        attached = data.attached(db, user_id=user_id, session_id=sid) if session_id else []
+        if tables is not None and {t.id for t in attached} != set(tables):
+            attached = data.attach(db, user_id=user_id, session_id=sid, tables=list(tables))
+        described = data.describe_for_model(db, user_id=user_id, tables=attached)
+        if writes:
             try:
                 r.ping()  # before the commit: with Redis down, PostgreSQL gets nothing either
             except (redis.RedisError, OSError) as exc:
                 raise redis_unavailable(r, exc) from None
             db.commit()
-        return sid, session_id is None
+        return sid, session_id is None, attached, described
     except IntegrityError:
         db.rollback()
         raise NotFound("Your account no longer exists.") from None
@@ -141,13 +150,17 @@ def turn(
     session_id: uuid.UUID | str | None = None,
     model: str | None = None,
     settings: Settings | None = None,
+    tables: list[uuid.UUID] | None = None,
+    use_tools: bool = True,
 ) -> Turn:
     """Start one turn: checks and stores the prompt now; iterate the result for the reply.
 
     ``session_id=None`` starts a new session (titled from the prompt); a session of another
-    user is ``NotFound``, like an unknown one. Raises ``EmptyPrompt`` (nothing to send: ignore
-    it), ``InvalidInput``, ``QuotaExceeded``, ``ServiceUnavailable`` or ``ConfigError``
-    before anything is written.
+    user is ``NotFound``, like an unknown one. ``tables`` (the user's table ids) become the
+    chat's tables; None keeps the session's. With ``use_tools`` and a model that can call
+    tools, the model may call the finance functions and ``run_sql`` over the chat's tables
+    (``core.tools``). Raises ``EmptyPrompt`` (nothing to send: ignore it), ``InvalidInput``,
+    ``QuotaExceeded``, ``ServiceUnavailable`` or ``ConfigError`` before anything is written.
     """
     started = time.perf_counter()
     settings = settings or get_settings()
@@ -156,14 +169,17 @@ def turn(
     if not model or len(model) > MAX_MODEL_NAME:
         raise InvalidInput("model", f"Model names are 1 to {MAX_MODEL_NAME} characters.")
     system = persona.system_prompt(settings)
-    sid, new = _prepare(
+    sid, new, attached, described = _prepare(
         session_factory,
         r,
         user_id=user_id,
         session_id=session_id,
         title=sessions.title_from_prompt(text),
         model=model,
+        tables=tables,
     )
+    toolbox = _toolbox(session_factory, backend, settings, user_id, model, attached, use_tools)
+    system += persona.tables_section(described, can_query=toolbox is not None)
     try:
         newest = history.append_and_read_last(
             r,
@@ -188,4 +204,38 @@ def turn(
         model=model,
         started=started,
         newest=newest,
+        toolbox=toolbox,
     )
+
+
+def can_call_tools(backend: Backend, model: str) -> bool:
+    """Whether ``model`` can call tools; False when its server cannot be asked (the reply
+    then fails with the server's own error, after the prompt is stored)."""
+    try:
+        return backend.supports_tools(model)
+    except LLMError:
+        return False
+
+
+def _toolbox(
+    session_factory: SessionFactory,
+    backend: Backend,
+    settings: Settings,
+    user_id: uuid.UUID,
+    model: str,
+    attached: list[data.TableInfo],
+    use_tools: bool,
+) -> ToolBox | None:
+    if not use_tools or not can_call_tools(backend, model):
+        return None
+    names = [t.name for t in attached]
+
+    def run(call: tools.Call, at: int) -> tools.ToolCard:
+        db = session_factory()
+        try:
+            db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})  # reads only
+            return tools.run(call, db=db, user_id=user_id, tables=names, at=at)
+        finally:
+            db.close()
+
+    return ToolBox(tools.specs(sql_tables=names), run, settings.tool_calls_per_turn)

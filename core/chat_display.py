@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from core.turn import TurnStats
+from core.tools import ToolCard
+from core.turn_saving import TurnStats
+
+Event = str | ToolCard
 
 # A reply on screen is redrawn whole at each update: at most one update this often (25 a
 # second still reads as a smooth stream), however fast the model's tokens come.
@@ -51,13 +54,20 @@ def for_display(text: str) -> str:
     return text.replace("$", "\\$").replace("![", "!\\[")
 
 
-def display_stream(chunks: Iterable[str]) -> Iterator[str]:
+def display_stream(events: Iterable[Event]) -> Iterator[Event]:
     """``for_display`` over a streamed reply, whose chunks may split ``![`` in two: a chunk's
-    trailing ``!`` is held back until the next chunk shows whether an image begins."""
+    trailing ``!`` is held back until the next chunk shows whether an image begins. Tool cards
+    pass through (after any held text)."""
     held = ""
     try:
-        for chunk in chunks:
-            text = held + chunk
+        for event in events:
+            if not isinstance(event, str):
+                if held:
+                    yield held
+                    held = ""
+                yield event
+                continue
+            text = held + event
             held = "!" if text.endswith("!") else ""
             text = text.removesuffix(held)
             if text:
@@ -71,25 +81,32 @@ def display_stream(chunks: Iterable[str]) -> Iterator[str]:
 
 
 def paced(
-    chunks: Iterable[str],
+    chunks: Iterable[Event],
     interval: float = SCREEN_UPDATE_SECONDS,
     clock: Callable[[], float] = time.monotonic,
-) -> Iterator[str]:
+) -> Iterator[Event]:
     """``chunks`` joined so that a screen showing them updates at most once per ``interval``.
 
     The first chunk comes out at once (time to first token is untouched); after that, a chunk
     arriving within ``interval`` of the last update is held and comes out with the next one
     that arrives later, and whatever is held comes out when ``chunks`` ends or fails (before
-    the error). Nothing is dropped or reordered. The cost: when the model stalls, the words of
-    the last ``interval`` before the stall wait for it to end. For ``st.write_stream``, which
-    re-sends the whole text so far at every chunk: a 40-token-a-second model then costs 25
-    redraws a second, not 40, and a faster one no more.
+    the error), or before a tool card. Nothing is dropped or reordered. The cost: when the model
+    stalls, the words of the last ``interval`` before the stall wait for it to end. For
+    ``st.write_stream``, which re-sends the whole text so far at every chunk: a
+    40-token-a-second model then costs 25 redraws a second, not 40, and a faster one no more.
     """
     held: list[str] = []
     last: float | None = None
     try:
-        for text in chunks:
-            held.append(text)
+        for event in chunks:
+            if not isinstance(event, str):
+                if held:
+                    yield "".join(held)
+                    held.clear()
+                yield event
+                last = None
+                continue
+            held.append(event)
             at = clock()
             if last is None or at - last >= interval:
                 yield "".join(held)
@@ -101,3 +118,18 @@ def paced(
         raise
     if held:
         yield "".join(held)
+
+
+def segments(content: str, cards: list[ToolCard]) -> list[Event]:
+    """A saved reply as shown: its text cut where each tool card stood, cards in between."""
+    parts: list[Event] = []
+    start = 0
+    for card in sorted(cards, key=lambda c: c.at):
+        at = min(max(card.at, start), len(content))
+        if content[start:at]:
+            parts.append(content[start:at])
+        parts.append(card)
+        start = at
+    if content[start:]:
+        parts.append(content[start:])
+    return parts

@@ -168,6 +168,29 @@ class Settings(BaseSettings):
         "its /media link, which needs no login cookie.",
     )
 
+    # --- analysts' tables ------------------------------------------------------------------
+    data_upload_max_mb: float = Field(
+        default=50.0, gt=0, le=4096, description="Largest file a user may upload as a table."
+    )
+    data_query_max_rows: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Rows a query over tables returns."
+    )
+    data_query_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="A query over tables is stopped after this."
+    )
+    data_query_memory_mb: int = Field(
+        default=512, ge=64, le=1_048_576, description="DuckDB's memory limit for one query."
+    )
+    data_cache_mb: int = Field(
+        default=256,
+        ge=1,
+        le=1_048_576,
+        description="Decoded tables an app process keeps in memory for queries.",
+    )
+    tool_calls_per_turn: int = Field(
+        default=6, ge=1, le=50, description="Tool calls a model may make for one prompt."
+    )
+
     # --- limits --------------------------------------------------------------------------
     max_prompt_chars: int = Field(default=16_000, ge=1, le=1_000_000)
     daily_token_quota: int = Field(default=0, ge=0, description="0 = no quota.")

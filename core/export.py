@@ -15,9 +15,11 @@ import redis
 from sqlalchemy.orm import Session
 
 from core import history, text
+from core.chat_display import segments
 from core.clock import now
 from core.errors import InvalidInput
 from core.sessions import Summary, messages, summary
+from core.tools import ToolCard
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ def _message_record(index: int, message: history.Message) -> dict[str, Any]:
         "content": message.get("content", ""),
         "stats": message.get("stats", {}),
         "error": message.get("error"),
+        "tools": message.get("tools", []),
     }
 
 
@@ -144,7 +147,7 @@ def to_markdown(
     db: Session, r: redis.Redis, *, user_id: uuid.UUID, session_id: uuid.UUID | str
 ) -> ExportFile:
     """A readable document: the session's facts, then every message under a heading with
-    its number, role, time and status, and its stats below it."""
+    its number, role, time and status, its tool cards where they stood, and its stats."""
     row = summary(db, user_id=user_id, session_id=session_id)
     lines = [
         f"# {text.escape_markdown(row.title)}",
@@ -165,7 +168,10 @@ def to_markdown(
         head = f"### {i + 1} · {role} · {_fmt_ts(message.get('ts'))}"
         if status != "complete":
             head += f" · {status}"
-        lines += ["", "---", "", head, "", message.get("content", "")]
+        lines += ["", "---", "", head, ""]
+        cards = [ToolCard.from_record(r) for r in message.get("tools") or []]
+        for part in segments(message.get("content", ""), cards):
+            lines += [part if isinstance(part, str) else f"\n{part.markdown()}\n"]
         if message.get("error"):
             lines += ["", f"> Error: {text.escape_markdown(str(message['error']))}"]
         if message.get("stats"):

@@ -26,6 +26,7 @@ class Message(TypedDict):
     stats: NotRequired[dict[str, Any]]
     status: NotRequired[Status]
     error: NotRequired[str]
+    tools: NotRequired[list[dict[str, Any]]]  # tool cards of a reply (core.tools.ToolCard)
 
 
 def key(session_id: uuid.UUID | str) -> str:
@@ -39,6 +40,7 @@ def make_message(
     stats: dict[str, Any] | None = None,
     status: Status | None = None,
     error: str | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> Message:
     message: Message = {"role": role, "content": content, "ts": now().isoformat()}
     if stats:
@@ -47,6 +49,8 @@ def make_message(
         message["status"] = status
     if error:
         message["error"] = error
+    if tools:
+        message["tools"] = tools
     return message
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -197,12 +199,57 @@ class LlmCall(Base):
     duration_ms: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
     outcome: Mapped[str] = mapped_column(String(10), nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+    tool_calls: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
     )
 
 
 NO_SESSION = uuid.UUID(int=0)
+
+
+class DataTable(Base):
+    """An analyst's uploaded table: its facts, and its rows as Parquet (loaded only when a
+    query or a download needs them), so every app process can serve it."""
+
+    __tablename__ = "data_tables"
+    __table_args__ = (
+        Index("uq_data_tables_user_name", "user_id", func.lower(text("name")), unique=True),
+        CheckConstraint("name ~ '^[a-z][a-z0-9_]{0,47}$'", name="name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(48), nullable=False)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    file_format: Mapped[str] = mapped_column(String(10), nullable=False)
+    file_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    row_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    columns: Mapped[list[dict[str, str]]] = mapped_column(JSONB, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    parquet: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
+    parquet_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
+    )
+
+
+class SessionTable(Base):
+    """A table attached to a conversation: the model may query it in that chat."""
+
+    __tablename__ = "session_tables"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversation_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    table_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("data_tables.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class UsageDaily(Base):

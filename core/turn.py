@@ -1,10 +1,14 @@
-"""One chat turn in flight: the reply as an iterator of text chunks, and its saving.
+"""One chat turn in flight: the reply as an iterator of text chunks (and tool cards), and its
+saving.
 
 Whatever ends the reply (the end, an error, ``close()`` from a Stop button or a page left,
 Ctrl-C, a turn dropped unread), the generator's ``finally`` stores the reply (whole, or partial
 and marked ``interrupted`` / ``error``), updates the session row and writes one ``llm_calls``
-usage row in its own short transaction, and records the Prometheus metrics. What could not be
-saved (Redis or PostgreSQL down) is kept and retried by ``save_again()``.
+usage row in its own short transaction, and records the Prometheus metrics (``TurnSaving``).
+
+With a ``ToolBox`` the model may call tools: each round's tool calls are carried out by code
+(``core.tools``), yielded as ``ToolCard`` objects between the text chunks, sent back to the
+model, and the model answers again, at most TOOL_CALLS_PER_TURN calls in all.
 """
 
 from __future__ import annotations
@@ -15,64 +19,40 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import redis
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from core import context_window, history, metrics, sessions, usage_log
+from core import context_window, history, metrics
 from core.config import Settings
-from core.errors import (
-    InvalidInput,
-    LedgerError,
-    LLMError,
-    NotFound,
-    ServiceUnavailable,
-    StorageRefused,
-    first_line,
+from core.errors import InvalidInput, LedgerError, LLMError
+from core.llm import Backend, ChatMessage, ToolCall, Usage
+from core.tools import Call, ToolCard
+from core.turn_saving import (
+    OUTCOME_STATUS,
+    SessionFactory,
+    TurnSaving,
+    TurnStats,
+    redis_unavailable,
 )
-from core.llm import Backend, ChatMessage, Usage
-from core.services import redis_refusal, redis_url_of
 
-SessionFactory = Callable[[], Session]
+__all__ = ["OUTCOME_STATUS", "SessionFactory", "ToolBox", "Turn", "TurnStats", "redis_unavailable"]
 
-OUTCOME_STATUS: dict[str, history.Status] = {
-    "ok": "complete",
-    "cancelled": "interrupted",
-    "error": "error",
-}
+Event = str | ToolCard
 
 
-@dataclass
-class TurnStats:
-    """What the caption under a reply shows, and what the usage row records."""
+@dataclass(frozen=True)
+class ToolBox:
+    """The tools a turn may offer and how each call is carried out."""
 
-    model: str
-    backend: str
-    outcome: str
-    prompt_tokens: int
-    completion_tokens: int
-    ttft_ms: float | None
-    duration_ms: float
-    tokens_per_second: float | None
-    estimated: bool  # True when the model sent no usage figures (stopped or failed reply)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    specs: list[dict[str, Any]]
+    run: Callable[[Call, int], ToolCard]  # (the call, where in the reply it stands) -> card
+    cap: int  # calls in all for this turn
 
 
-def redis_unavailable(r: redis.Redis, exc: BaseException) -> ServiceUnavailable:
-    metrics.STORAGE_ERRORS.labels(service="redis").inc()
-    refusal = redis_refusal(exc)
-    if refusal is not None:
-        return StorageRefused("Redis", redis_url_of(r), refusal)
-    return ServiceUnavailable("Redis", redis_url_of(r), str(exc) or type(exc).__name__)
-
-
-class Turn(Iterator[str]):
-    """The reply as an iterator of text chunks (a generator underneath).
+class Turn(TurnSaving, Iterator[Event]):
+    """The reply as an iterator of text chunks and tool cards (a generator underneath).
 
     After the iteration ends (or ``close()``), ``stats``, ``status``, ``error`` and ``text`` say
     what happened; ``storage_error`` is set when the reply or its usage row could not be saved,
@@ -94,6 +74,7 @@ class Turn(Iterator[str]):
         model: str,
         started: float,
         newest: list[history.Message],
+        toolbox: ToolBox | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.r = r
@@ -125,7 +106,9 @@ class Turn(Iterator[str]):
         self._done = threading.Event()
         # The generator is made when the first chunk is asked for: until then nothing refers
         # back to this turn, so a turn dropped unread is freed (and recorded) at once.
-        self._gen: Generator[str, None, None] | None = None
+        self._gen: Generator[Event, None, None] | None = None
+        self.toolbox = toolbox
+        self.cards: list[ToolCard] = []
         self._begin = threading.Lock()  # starting the reply vs. ending a turn never started
 
     # --- iterator protocol ---------------------------------------------------------------
@@ -133,7 +116,7 @@ class Turn(Iterator[str]):
     def __iter__(self) -> Turn:
         return self
 
-    def __next__(self) -> str:
+    def __next__(self) -> Event:
         gen = self._gen
         if gen is None:
             with self._begin:
@@ -191,10 +174,6 @@ class Turn(Iterator[str]):
         return self.wait(timeout)
 
     @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    @property
     def finished(self) -> bool:
         return self._finished
 
@@ -235,24 +214,17 @@ class Turn(Iterator[str]):
         }
         return messages
 
-    def _run(self) -> Generator[str, None, None]:
+    def _run(self) -> Generator[Event, None, None]:
         outcome, error = "cancelled", None
-        final: Usage | None = None
-        stream: Iterator[Any] | None = None
+        totals = _Totals()
         metrics.LLM_ACTIVE_STREAMS.inc()
         try:
             messages = self._context()
-            stream = self.backend.stream_chat(messages, model=self.model, options=self._options)
-            for chunk in stream:
-                if chunk.usage is not None:
-                    final = chunk.usage
-                if chunk.text:
-                    if self._first is None:
-                        self._first = time.perf_counter()
-                    self._parts.append(chunk.text)
-                    yield chunk.text
-                    if self._cancel.is_set():
-                        break
+            while True:
+                calls = yield from self._stream_round(messages, totals)
+                if not calls or self._cancel.is_set():
+                    break
+                yield from self._call_tools(messages, calls)
             outcome = "cancelled" if self._cancel.is_set() else "ok"
         except (GeneratorExit, KeyboardInterrupt):
             outcome = "cancelled"
@@ -264,174 +236,93 @@ class Turn(Iterator[str]):
             outcome, error = "error", f"Unexpected error: {type(exc).__name__}: {exc}"
             raise LLMError(error) from exc
         finally:
-            if stream is not None:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
             metrics.LLM_ACTIVE_STREAMS.dec()
-            self._finish(outcome, error, final)
+            self._finish(outcome, error, totals.usage())
 
-    def _finish(self, outcome: str, error: str | None, final: Usage | None) -> None:
-        if self._finished:
-            return
-        self._finished = True
+    def _stream_round(
+        self, messages: list[ChatMessage], totals: _Totals
+    ) -> Generator[Event, None, list[ToolCall]]:
+        """One request to the model: its text is yielded; the tool calls it asked for return."""
+        toolbox = self.toolbox
+        offer = toolbox.specs if toolbox and len(self.cards) < toolbox.cap else None
+        stream = self.backend.stream_chat(
+            messages, model=self.model, options=self._options, tools=offer
+        )
+        calls: list[ToolCall] = []
+        said: list[str] = []
         try:
-            self._save(outcome, error, final)
+            for chunk in stream:
+                if chunk.usage is not None:
+                    totals.add(chunk.usage)
+                calls.extend(chunk.tool_calls)
+                if chunk.text:
+                    if self._first is None:
+                        self._first = time.perf_counter()
+                    self._parts.append(chunk.text)
+                    said.append(chunk.text)
+                    yield chunk.text
+                    if self._cancel.is_set():
+                        break
         finally:
-            self._done.set()
-
-    def _save(self, outcome: str, error: str | None, final: Usage | None) -> None:
-        ended = time.perf_counter()
-        text = self.text
-        ttft_ms = (self._first - self._started) * 1000 if self._first is not None else None
-        duration_ms = (ended - self._started) * 1000
-        estimated = final is None or final.prompt_tokens is None or final.completion_tokens is None
-        prompt_tokens = (
-            final.prompt_tokens
-            if final is not None and final.prompt_tokens is not None
-            else self._prompt_estimate
-        )
-        completion_tokens = (
-            final.completion_tokens
-            if final is not None and final.completion_tokens is not None
-            else len(self._parts)  # one token a chunk, as both backends stream
-        )
-        rate = final.tokens_per_second if final is not None else None
-        if rate is None and self._first is not None and completion_tokens > 1:
-            seconds = ended - self._first
-            rate = (completion_tokens - 1) / seconds if seconds > 0 else None
-        self.stats = TurnStats(
-            model=self.model,
-            backend=self.backend.name,
-            outcome=outcome,
-            prompt_tokens=int(prompt_tokens),
-            completion_tokens=int(completion_tokens),
-            ttft_ms=round(ttft_ms, 1) if ttft_ms is not None else None,
-            duration_ms=round(duration_ms, 1),
-            tokens_per_second=round(rate, 1) if rate else None,
-            estimated=estimated,
-        )
-        self.status = OUTCOME_STATUS[outcome]
-        self.error = error
-        self._store_reply(text)
-        self._record_usage()
-        self._record_metrics()
-
-    def _store_reply(self, text: str) -> None:
-        assert self.stats is not None and self.status is not None
-        self._reply = history.make_message(
-            "assistant", text, stats=self.stats.as_dict(), status=self.status, error=self.error
-        )
-        self._append_reply()
-
-    def _append_reply(self) -> None:
-        assert self._reply is not None
-        try:
-            history.append(self.r, session_id=self.session_id, message=self._reply)
-            self._stored, self._reply_problem = True, None
-        except (redis.RedisError, OSError) as exc:
-            self._reply_problem = str(redis_unavailable(self.r, exc)) + " The reply was not saved."
-
-    def _record_usage(self) -> None:
-        stats = self.stats
-        assert stats is not None
-        db = self.session_factory()
-        counted = 1 + int(self._stored)
-        try:
-            session_id: uuid.UUID | None = self.session_id
-            try:
-                row = sessions.touch(
-                    db,
-                    user_id=self.user_id,
-                    session_id=self.session_id,
-                    messages_added=counted,
-                    prompt_tokens=stats.prompt_tokens,
-                    completion_tokens=stats.completion_tokens,
-                    model=self.model,
-                )
-                first_prompt = row.message_count <= 2 and not self.new_session
-                if first_prompt and row.title == sessions.DEFAULT_TITLE:
-                    row.title = sessions.title_from_prompt(self.prompt)
-            except NotFound:  # deleted in another tab while the reply streamed
-                session_id = None
-            usage_log.record_call(
-                db,
-                user_id=self.user_id,
-                session_id=session_id,
-                model=self.model,
-                backend=self.backend.name,
-                prompt_tokens=stats.prompt_tokens,
-                completion_tokens=stats.completion_tokens,
-                ttft_ms=stats.ttft_ms,
-                duration_ms=stats.duration_ms,
-                outcome=stats.outcome,
-                error=self.error,
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        if calls and offer is not None:
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(said),
+                    "tool_calls": [c.message() for c in calls],
+                }
             )
-            db.commit()
-            self._usage_saved, self._usage_problem, self._counted = True, None, counted
-        except (SQLAlchemyError, LedgerError) as exc:
-            db.rollback()
-            metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-            self._usage_problem = f"The usage record could not be written ({first_line(exc)})"
-        finally:
-            db.close()
+            return calls
+        return []
 
-    def _count_reply(self) -> None:
-        """A reply stored after its usage row: the session row counts it too."""
-        db = self.session_factory()
-        try:
-            sessions.touch(db, user_id=self.user_id, session_id=self.session_id, messages_added=1)
-            db.commit()
-            self._counted += 1
-        except NotFound:
-            self._counted += 1  # the session was deleted meanwhile: nothing to count
-        except SQLAlchemyError:
-            db.rollback()
-            metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-        finally:
-            db.close()
+    def _call_tools(
+        self, messages: list[ChatMessage], calls: list[ToolCall]
+    ) -> Generator[Event, None, None]:
+        """Carry out each call (the cap refuses the rest), show its card, tell the model."""
+        assert self.toolbox is not None
+        for call in calls:
+            if len(self.cards) >= self.toolbox.cap:
+                card = ToolCard(
+                    call.name, dict(call.arguments), False, f"{call.name} (not run)",
+                    error=f"The limit of {self.toolbox.cap} tool calls for one question is "
+                    "reached: answer with the results you have.", at=len(self.text),
+                )  # fmt: skip
+            else:
+                card = self.toolbox.run(Call(call.name, dict(call.arguments)), len(self.text))
+            self.cards.append(card)
+            yield card
+            messages.append({"role": "tool", "tool_name": call.name, "content": card.for_model()})
 
-    @property
-    def storage_error(self) -> str | None:
-        """What could not be saved when the turn ended (None when everything was)."""
-        usage_note = None
-        if self._usage_problem:
-            kept = "; the reply itself is saved." if self._stored else "."
-            usage_note = self._usage_problem + kept
-        return " ".join(p for p in (self._reply_problem, usage_note) if p) or None
 
-    @property
-    def pending(self) -> bool:
-        """True while something of this finished turn (its saving done) is still not saved."""
-        done = self._done.is_set()
-        return done and (not self._stored or not self._usage_saved or self._counted < 2)
+class _Totals:
+    """Usage over every request of a turn (a tool round is a request): token counts and
+    model time add up; the last request's stop reason stands."""
 
-    def save_again(self) -> bool:
-        """Write what could not be written when the turn ended (Redis or PostgreSQL was
-        down): the reply, its usage row, the session's counts. True when nothing is pending.
+    def __init__(self) -> None:
+        self.prompt: int | None = None
+        self.completion: int | None = None
+        self.eval_ms = 0.0
+        self.done_reason: str | None = None
+        self.seen = False
 
-        The page calls this on its next runs, so a reply that streamed while Redis was down
-        is saved as soon as Redis answers again (as long as the tab stays open).
-        """
-        if not self._done.is_set():  # still streaming or saving, on the thread of its run
-            return False
-        if not self._stored and self._reply is not None:
-            self._append_reply()
-        if not self._usage_saved:
-            self._record_usage()
-        elif self._stored and self._counted < 2:
-            self._count_reply()
-        return not self.pending
+    def add(self, usage: Usage) -> None:
+        self.seen = True
+        if usage.prompt_tokens is not None:
+            self.prompt = (self.prompt or 0) + usage.prompt_tokens
+        if usage.completion_tokens is not None:
+            self.completion = (self.completion or 0) + usage.completion_tokens
+        self.eval_ms += usage.eval_ms or 0.0
+        self.done_reason = usage.done_reason
 
-    def _record_metrics(self) -> None:
-        stats = self.stats
-        assert stats is not None
-        model = self.model
-        metrics.LLM_REQUESTS.labels(model=model, backend=stats.backend, outcome=stats.outcome).inc()
-        if stats.ttft_ms is not None:
-            metrics.LLM_TTFT.labels(model=model).observe(stats.ttft_ms / 1000)
-        metrics.LLM_DURATION.labels(model=model).observe(stats.duration_ms / 1000)
-        metrics.LLM_PROMPT_TOKENS.labels(model=model).inc(stats.prompt_tokens)
-        metrics.LLM_COMPLETION_TOKENS.labels(model=model).inc(stats.completion_tokens)
-        if stats.outcome == "ok" and stats.tokens_per_second:
-            metrics.LLM_TOKENS_PER_SECOND.labels(model=model).observe(stats.tokens_per_second)
+    def usage(self) -> Usage | None:
+        if not self.seen:
+            return None
+        return Usage(
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            eval_ms=self.eval_ms or None,
+            done_reason=self.done_reason,
+        )

@@ -75,6 +75,7 @@ CALL_COLUMNS = [
     "ttft_ms",
     "duration_ms",
     "tokens_per_s",
+    "tool_calls",
     "error",
 ]
 
@@ -220,7 +221,8 @@ def calls(
     """The raw usage rows of a range, newest first (for notebooks), at most ``limit`` rows."""
     sql = f"""
         SELECT c.created_at, u.username, c.session_id, c.model, c.backend, c.outcome,
-               c.prompt_tokens, c.completion_tokens, c.ttft_ms, c.duration_ms, {TPS}, c.error
+               c.prompt_tokens, c.completion_tokens, c.ttft_ms, c.duration_ms, {TPS},
+               c.tool_calls, c.error
         FROM llm_calls c JOIN users u ON u.id = c.user_id
         WHERE {raw_where(user_id)}
         ORDER BY c.created_at DESC, c.id DESC

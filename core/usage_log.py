@@ -30,6 +30,7 @@ def record_call(
     duration_ms: float,
     outcome: str,
     error: str | None = None,
+    tool_calls: int = 0,
 ) -> LlmCall:
     """Add one usage row (flushed, not committed).
 
@@ -51,6 +52,7 @@ def record_call(
         duration_ms=max(0.0, float(duration_ms)),
         outcome=outcome,
         error=error[:MAX_ERROR_TEXT] if error else None,
+        tool_calls=max(0, int(tool_calls)),
     )
     db.add(row)
     db.flush()

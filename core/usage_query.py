@@ -118,6 +118,7 @@ DTYPES: dict[str, str] = {
     "ttft_ms": "float64",
     "duration_ms": "float64",
     "tokens_per_s": "float64",
+    "tool_calls": "int64",
     "percentiles_exact": "bool",
     "day": "datetime64[ns]",
     "created_at": "datetime64[ns, UTC]",

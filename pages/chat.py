@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
+from app import chat_view
 from app.page import current_user, header, read, sessions_factory, show_error, store
 from app.recovery import CONSUMED_KEY, PROMPT_KEY, TURN_KEY, keep_unsaved, take_unsent
 from core import access, chat, chat_display, llm, turn
@@ -13,18 +12,7 @@ from core.errors import EmptyPrompt, LedgerError
 
 user = current_user()
 backend = llm.get_backend()
-
-
-def render(message: dict[str, Any]) -> None:
-    with st.chat_message(message["role"]):
-        st.markdown(chat_display.for_display(message["content"]))
-        note = chat_display.status_note(message)
-        if note and message.get("status") == "interrupted":
-            st.warning(note, icon=":material/stop_circle:")
-        elif note:
-            st.error(note)
-        if message.get("stats"):
-            st.caption(chat_display.caption(message["stats"]))
+session_id = st.query_params.get("session") or None
 
 
 def new_chat() -> None:
@@ -40,6 +28,11 @@ with st.sidebar:
         show_error(exc)
     choices = llm.model_choices(installed, backend.default_model)
     model = st.selectbox("Model", choices, index=choices.index(backend.default_model), key="model")
+    tables = chat_view.tables_picker(user, session_id)
+    use_tools = st.toggle(
+        "Exact figures (tools)", True, key=chat_view.TOOLS_KEY,
+        help="The model asks code for every figure: finance functions and SQL on your tables.",
+    )  # fmt: skip
 
 header("Chat", "Ask finance questions; replies stream in and the conversation is saved.")
 note = llm.serving_note(backend, model)
@@ -47,6 +40,7 @@ if backend.demo:
     st.info(note, icon=":material/science:")
 else:
     st.caption(note)
+chat_view.tools_note(backend, model, tables=bool(tables))
 
 # A click during a reply starts this run on a new thread while the old run still streams:
 # stop that reply and let it save, so the history below includes its partial text.
@@ -54,7 +48,6 @@ previous = st.session_state.get(TURN_KEY)
 if isinstance(previous, turn.Turn) and not previous.stop(timeout=5):
     st.info("The previous reply is still being saved; it will appear on the next refresh.")
 
-session_id = st.query_params.get("session") or None
 if session_id:
     try:
         r, wanted = store(), session_id
@@ -64,7 +57,7 @@ if session_id:
         st.button("Start a new chat", on_click=new_chat)
         st.stop()
     for message in opened.messages:
-        render(dict(message))
+        chat_view.show_message(dict(message))
     if opened.read_only:  # an admin reading another user's conversation: nothing sent as them
         st.info(opened.notice, icon=":material/visibility:")
         st.stop()
@@ -76,14 +69,9 @@ prompt = prompt or take_unsent()
 if prompt is not None:
     try:
         current = chat.turn(
-            sessions_factory(),
-            store(),
-            backend,
-            user_id=user.id,
-            session_id=session_id,
-            prompt=prompt,
-            model=model,
-        )
+            sessions_factory(), store(), backend, user_id=user.id, session_id=session_id,
+            prompt=prompt, model=model, tables=tables, use_tools=use_tools,
+        )  # fmt: skip
     except EmptyPrompt:
         st.stop()
     except LedgerError as exc:  # refused before anything was stored: offer the text back
@@ -104,7 +92,7 @@ if prompt is not None:
             help="Stop the reply; the text so far is kept.",
         )
         try:
-            st.write_stream(chat_display.paced(chat_display.display_stream(current)))
+            chat_view.stream_reply(current)
         except LedgerError as exc:
             st.error(f"Reply failed: {exc}")
         finally:

@@ -112,8 +112,8 @@ def _stream(turn: Turn, out: TextIO) -> None:
     out.write("ledger> ")
     stopped = False
     try:
-        for text in turn:
-            out.write(text)
+        for event in turn:
+            out.write(event if isinstance(event, str) else f"\n{event.markdown(max_rows=20)}\n")
             out.flush()
     except KeyboardInterrupt:
         stopped = True

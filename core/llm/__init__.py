@@ -5,7 +5,16 @@ backends, ``choice`` which one answers (``get_backend()``) and what the UI says 
 names below are the package's public face: ``from core import llm; llm.get_backend()``.
 """
 
-from core.llm.base import Backend, ChatMessage, Chunk, Reply, Usage, collect, estimate_tokens
+from core.llm.base import (
+    Backend,
+    ChatMessage,
+    Chunk,
+    Reply,
+    ToolCall,
+    Usage,
+    collect,
+    estimate_tokens,
+)
 from core.llm.choice import (
     AUTO_RECHECK_SECONDS,
     MODELS_MAX_AGE_SECONDS,
@@ -37,6 +46,7 @@ __all__ = [
     "LlamaCppBackend",
     "OllamaBackend",
     "Reply",
+    "ToolCall",
     "Usage",
     "close_models",
     "collect",

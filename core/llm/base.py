@@ -14,12 +14,26 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class ChatMessage(TypedDict):
     role: str
     content: str
+    # An assistant turn that called tools, and a tool's answer (Ollama's message fields).
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    tool_name: NotRequired[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool the model asked for, with its arguments as the model wrote them."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    def message(self) -> dict[str, Any]:
+        return {"function": {"name": self.name, "arguments": self.arguments}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,7 @@ class Chunk:
 
     text: str
     usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -80,8 +95,14 @@ class Backend(ABC):
         *,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Iterator[Chunk]:
-        """The reply as chunks; the last one carries ``Usage``."""
+        """The reply as chunks; the last one carries ``Usage``. With ``tools`` (function
+        specs) a chunk may carry ``tool_calls`` instead of text."""
+
+    def supports_tools(self, model: str | None = None) -> bool:
+        """Whether ``model`` can call tools (ask before offering any)."""
+        return False
 
     def chat(
         self,

@@ -122,6 +122,7 @@ class LlamaCppBackend(Backend):
         *,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,  # never offered: see supports_tools
     ) -> Iterator[Chunk]:
         if model and model != self.default_model:
             raise ModelNotFound(model) from None

@@ -12,7 +12,7 @@ import ollama
 import pydantic
 
 from core.errors import LLMError, LLMUnavailable, ModelNotFound
-from core.llm.base import Backend, ChatMessage, Chunk, Usage
+from core.llm.base import Backend, ChatMessage, Chunk, ToolCall, Usage
 
 PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -47,7 +47,7 @@ class OllamaBackend(Backend):
             host=self.host,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
         )
-        self._context: dict[str, int] = {}
+        self._context: dict[str, tuple[int, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -60,6 +60,7 @@ class OllamaBackend(Backend):
         *,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Iterator[Chunk]:
         model = model or self.default_model
         stream: Any = None
@@ -67,18 +68,21 @@ class OllamaBackend(Backend):
             stream = self._client.chat(
                 model=model,
                 messages=[dict(m) for m in messages],
+                tools=[dict(t) for t in tools] if tools else None,
                 stream=True,
                 options=dict(options) if options else None,
             )
             done = False
             for part in stream:
+                calls = _tool_calls(part.message.tool_calls)
                 if not part.done:
-                    yield Chunk(part.message.content or "")
+                    yield Chunk(part.message.content or "", tool_calls=calls)
                     continue
                 done = True
                 yield Chunk(
                     part.message.content or "",
-                    Usage(
+                    tool_calls=calls,
+                    usage=Usage(
                         prompt_tokens=part.prompt_eval_count,
                         completion_tokens=part.eval_count,
                         total_ms=_ms(part.total_duration),
@@ -119,9 +123,8 @@ class OllamaBackend(Backend):
         models = self.list_models()
         return f"{self.label}: reachable, {len(models)} model(s) installed"
 
-    def context_length(self, model: str | None = None) -> int:
-        """The model's context length from /api/show (``<arch>.context_length``), else settings."""
-        model = model or self.default_model
+    def _shown(self, model: str) -> tuple[int, frozenset[str]]:
+        """(context length, capabilities) from /api/show, asked once per model."""
         with self._lock:
             known = self._context.get(model)
         if known is not None:
@@ -137,10 +140,18 @@ class OllamaBackend(Backend):
         arch = info.get("general.architecture")
         value = info.get(f"{arch}.context_length") if arch else None
         length = int(value) if isinstance(value, int | float) and value > 0 else None
-        result = length or self.fallback_context
+        result = (length or self.fallback_context, frozenset(shown.capabilities or ()))
         with self._lock:
             self._context[model] = result
         return result
+
+    def context_length(self, model: str | None = None) -> int:
+        """The model's context length from /api/show (``<arch>.context_length``), else settings."""
+        return self._shown(model or self.default_model)[0]
+
+    def supports_tools(self, model: str | None = None) -> bool:
+        """Whether /api/show lists ``tools`` among the model's capabilities."""
+        return "tools" in self._shown(model or self.default_model)[1]
 
     def _map_error(self, exc: Exception, model: str) -> Exception:
         """The typed error for a client failure (the exception itself when it is not ours)."""
@@ -189,6 +200,20 @@ class OllamaBackend(Backend):
         if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError):
             return LLMError(f"Ollama at {host} sent a reply this app cannot read.")
         return exc
+
+
+def _tool_calls(calls: Any) -> tuple[ToolCall, ...]:
+    """The tool calls in a streamed chunk, as plain names and argument dicts."""
+    found = []
+    for call in calls or ():
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None)
+        if name:
+            arguments = getattr(function, "arguments", None)
+            found.append(
+                ToolCall(str(name), dict(arguments) if isinstance(arguments, Mapping) else {})
+            )
+    return tuple(found)
 
 
 def ollama_models(host: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> list[str] | None:

@@ -166,8 +166,9 @@ def test_an_ollama_without_models_is_announced_with_the_pull_to_run(
     ollama_env.models = ()  # Ollama answers; its model pull has not finished
     at = page(ana)
     assert not at.exception
-    (info,) = at.info
+    info, tools_note = at.info
     assert "embedded llama.cpp (a small demo model)" in info.value
+    assert "cannot call tools" in tools_note.value  # the demo model: figures are not checked
     assert f"Ollama at {ollama_env.url} has no model yet" in info.value
     assert "`ollama pull llama3.2:3b`" in info.value
 
@@ -189,8 +190,9 @@ def test_embedded_model_is_announced_as_a_small_demo(
     get_settings.cache_clear()
     llm.reset()
     at = page(ana)
-    (info,) = at.info
+    info, tools_note = at.info
     assert "embedded llama.cpp (a small demo model)" in info.value
+    assert "For exact figures use the SQL box" in tools_note.value
     assert "run Ollama" in info.value
 
 

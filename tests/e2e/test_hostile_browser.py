@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from core import accounts, database
 from tests.support import browser as b
-from tests.support.app_server import AppServer
+from tests.support.app_server import AppServer, app_for
 from tests.support.fake_ollama import FakeOllama
 from tests.support.state import empty_tables
 
@@ -71,21 +71,8 @@ def fake() -> Iterator[FakeOllama]:
 def app(
     services_env: None, fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AppServer]:
-    work = tmp_path_factory.mktemp("hostile")
-    server = AppServer(
-        {
-            "DATA_DIR": str(work / "data"),
-            "LLM_BACKEND": "ollama",
-            "OLLAMA_HOST": fake.url,
-            "OLLAMA_MODEL": fake.model,
-            "LOGIN_SLEEP_TIME": "2",
-            "DOWNLOAD_LINK_SECONDS": "1",
-        },
-        log_path=work / "app.log",
-    )
-    server.start()
-    yield server
-    server.stop()
+    with app_for(fake, tmp_path_factory.mktemp("hostile"), DOWNLOAD_LINK_SECONDS="1") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import redis
 from nbclient import NotebookClient
 from sqlalchemy.orm import Session
 
-from core import clock, history, sessions, usage_log
+from core import clock, data, history, sessions, usage_log
 from tests.support.people import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,6 +258,23 @@ def test_session_explorer_finds_reads_and_exports(
     assert (exports / f"ledger-budget-{suffix}.md").read_text().startswith("# Budget\n")
 
 
+def test_ask_your_data_uploads_queries_and_computes_exactly(
+    dbs: Session, kernel_spec: None, tmp_path: Path
+) -> None:
+    nora = make_user(dbs, "nora")
+    dbs.commit()
+    sample = NOTEBOOKS / "samples" / "revenue.csv"
+    _, summary = run_notebook(
+        "ask_your_data", {"USERNAME": "nora", "CSV": str(sample), "TABLE": "sales"}, tmp_path
+    )
+    assert summary["rows"] == 12 and summary["years"] == list(range(2019, 2025))
+    assert summary["revenue"] == [200, 216, 197, 241, 273, 315]
+    assert summary["cagr"] == pytest.approx((315 / 200) ** (1 / 5) - 1, rel=1e-12)
+    assert summary["last_margin"] == pytest.approx((315 - 224) / 315, rel=1e-12)
+    dbs.expire_all()
+    assert [t.name for t in data.list_tables(dbs, user_id=nora.id)] == ["sales"]
+
+
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
@@ -268,8 +285,9 @@ def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
-def test_both_notebooks_exist() -> None:
+def test_the_notebooks_exist() -> None:
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} >= {
         "usage_report.ipynb",
         "session_explorer.ipynb",
+        "ask_your_data.ipynb",
     }

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.redis_server import free_port
 
@@ -113,3 +116,25 @@ class AppServer:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+@contextlib.contextmanager
+def app_for(fake: Any, work: Path, **env: str) -> Iterator[AppServer]:
+    """The app answering with ``fake`` (a FakeOllama) for the model, its own DATA_DIR and log
+    in ``work``, the cookie wait a browser needs, and ``env`` on top; stopped afterwards."""
+    server = AppServer(
+        {
+            "DATA_DIR": str(work / "data"),
+            "LLM_BACKEND": "ollama",
+            "OLLAMA_HOST": fake.url,
+            "OLLAMA_MODEL": fake.model,
+            "LOGIN_SLEEP_TIME": "2",
+            **env,
+        },
+        log_path=work / "app.log",
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -30,6 +30,12 @@ DELIBERATELY_DEFAULTED = {
     "LOGIN_ADDRESS_MAX_FAILURES": "a security limit whose default suits every deployment",
     "REGISTRATION_ADDRESS_MAX": "a security limit whose default suits every deployment",
     "DOWNLOAD_LINK_SECONDS": "a security limit whose default suits every deployment",
+    "DATA_UPLOAD_MAX_MB": "a limit whose default suits every deployment",
+    "DATA_QUERY_MAX_ROWS": "a limit whose default suits every deployment",
+    "DATA_QUERY_SECONDS": "a limit whose default suits every deployment",
+    "DATA_QUERY_MEMORY_MB": "a limit whose default suits every deployment",
+    "DATA_CACHE_MB": "a limit whose default suits every deployment",
+    "TOOL_CALLS_PER_TURN": "a limit whose default suits every deployment",
 }
 
 

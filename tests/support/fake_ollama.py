@@ -82,6 +82,10 @@ class Script:
     status: int = 500  # for failure="status"
     load_duration_ns: int = 2_000_000
     hold: int | None = None  # content chunks sent before the stream waits for release()
+    # Tool calls the model makes (each {"name": ..., "arguments": {...}}) when the request
+    # offers tools, in each of the first ``tool_rounds`` rounds of a prompt; then the reply.
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_rounds: int = 1
 
 
 def _now() -> str:
@@ -173,6 +177,35 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:
                     return False
         return True
+
+    def _tool_round(self, body: dict[str, Any], script: Script, piece: Any) -> None:
+        """A streamed reply that only calls tools, as Ollama sends it: one chunk whose message
+        carries ``tool_calls`` (empty content), then the closing chunk."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        calls = [
+            {"function": {"name": c["name"], "arguments": c.get("arguments", {})}}
+            for c in script.tool_calls
+        ]
+        chunk = piece("")
+        chunk["message"]["tool_calls"] = calls
+        self._chunk(chunk)
+        self._chunk(
+            piece(
+                "",
+                done=True,
+                done_reason="stop",
+                total_duration=1_000_000,
+                load_duration=0,
+                prompt_eval_count=10,
+                prompt_eval_duration=500_000,
+                eval_count=len(calls),
+                eval_duration=500_000,
+            )
+        )
+        self._end_chunks()
 
     def _drop(self) -> None:
         self.wfile.flush()
@@ -268,6 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
             out.update(closing or {"done": False})
             return out
 
+        if script.tool_calls and body.get("tools") and _rounds(body) < script.tool_rounds:
+            self._tool_round(body, script, piece)
+            return
         options = body.get("options") or {}
         limit = int(options.get("num_predict") or 0)
         chunks = list(script.chunks)
@@ -336,12 +372,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client went away (Stop, page left)
 
 
+def _rounds(body: dict[str, Any]) -> int:
+    """Tool rounds already made for the latest user message (assistant turns with calls)."""
+    rounds = 0
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            rounds += 1
+    return rounds
+
+
 @dataclass
 class FakeOllama:
     """The server: ``start()``, ``url``, ``script(...)``, ``requests``, ``stop()``."""
 
     models: Sequence[str] = DEFAULT_MODELS
     context_length: int | None = 8192  # /api/show's <arch>.context_length; None leaves it out
+    capabilities: Sequence[str] = ("completion", "tools")  # /api/show's; without "tools" none
     model_name: str | None = None  # FakeOllama(model_name=...) serves that one model
     host: str = "127.0.0.1"
     port: int = 0
@@ -409,6 +457,8 @@ class FakeOllama:
         error: str | None = None,
         status: int | None = None,
         hold: int | None = None,
+        tool_calls: Sequence[dict[str, Any]] | None = None,
+        tool_rounds: int | None = None,
     ) -> FakeOllama:
         """Set what the following chat requests get (unset arguments reset to defaults).
 
@@ -426,6 +476,8 @@ class FakeOllama:
         if chunks is not None:
             parts = tuple("word " for _ in range(chunks))
         updates: dict[str, Any] = {"chunks": parts, "failure": failure}
+        if tool_calls is not None:
+            updates["tool_calls"] = tuple(tool_calls)
         for key, value in (
             ("delay", delay),
             ("first_delay", first_delay),
@@ -433,6 +485,7 @@ class FakeOllama:
             ("error", error),
             ("status", status),
             ("hold", hold),
+            ("tool_rounds", tool_rounds),
         ):
             if value is not None:
                 updates[key] = value
@@ -484,7 +537,7 @@ class FakeOllama:
             "template": "{{ .Prompt }}",
             "details": self._tag(model)["details"],
             "model_info": info,
-            "capabilities": ["completion", "tools"],
+            "capabilities": list(self.capabilities),
             "modified_at": "2025-01-02T03:04:05.123456789Z",
         }
 

@@ -26,16 +26,24 @@ def test_every_gated_url_exists_for_visitors_as_a_hidden_login_form() -> None:
     assert {p.kind for p in hidden} == {"login"}
 
 
-def test_a_user_sees_the_four_member_pages_and_no_admin_pages() -> None:
+def test_a_user_sees_the_five_member_pages_and_no_admin_pages() -> None:
     spec = nav.member_spec(who())
-    assert nav.visible_titles(spec) == ["Chat", "Sessions", "Usage", "Account"]
+    assert nav.visible_titles(spec) == ["Chat", "Sessions", "Data", "Usage", "Account"]
     refusals = {p.url_path for p in spec[""] if p.kind == "admins_only"}
     assert refusals == {"admin", "status"}
 
 
 def test_an_admin_also_sees_admin_and_status() -> None:
     spec = nav.member_spec(who("admin"))
-    assert nav.visible_titles(spec) == ["Chat", "Sessions", "Usage", "Account", "Admin", "Status"]
+    assert nav.visible_titles(spec) == [
+        "Chat",
+        "Sessions",
+        "Data",
+        "Usage",
+        "Account",
+        "Admin",
+        "Status",
+    ]
     assert [p.title for p in spec[nav.ADMIN_SECTION]] == ["Admin", "Status"]
 
 

@@ -1,0 +1,114 @@
+"""How the chat page shows a conversation: messages with their tool cards, a reply streaming
+in with cards appearing between its words, and the sidebar's model and table choices."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import streamlit as st
+
+from app.page import read, show_error, table
+from core import charts, chat, chat_display, data, llm
+from core.accounts import Identity
+from core.errors import LedgerError
+from core.text import escape_markdown
+from core.tools import ToolCard
+
+TABLES_KEY = "chat_tables"
+TOOLS_KEY = "chat_tools"
+RATE_TOOLS = {"pct_change", "cagr", "irr", "xirr", "margin"}  # results shown as percentages
+
+
+def show_card(card: ToolCard) -> None:
+    """One tool call: what ran (the SQL or the formula), and its result or refusal."""
+    with st.container(border=True):
+        st.caption(f"🔧 {escape_markdown(card.title)}")
+        if card.detail:
+            st.code(card.detail, language="sql" if card.name == "run_sql" else None)
+        if not card.ok:
+            st.warning(card.error or "The tool call failed.")
+        elif card.value is not None:
+            shown = f"{card.value:.4%}" if card.name in RATE_TOOLS else f"{card.value:,.6g}"
+            st.markdown(f"**Result:** {escape_markdown(shown)} (`{card.value!r}`)")
+        elif card.columns:
+            frame = card.frame()
+            table(frame, hide_index=True)
+            if card.total_rows > len(card.rows) or card.truncated:
+                st.caption(f"{card.total_rows:,} rows; the first {len(card.rows):,} shown.")
+            if card.chart:
+                st.altair_chart(charts.result_chart(frame, card.chart), width="stretch")
+
+
+def show_message(message: dict[str, Any]) -> None:
+    cards = [ToolCard.from_record(r) for r in message.get("tools") or []]
+    with st.chat_message(message["role"]):
+        for part in chat_display.segments(message["content"], cards):
+            if isinstance(part, str):
+                st.markdown(chat_display.for_display(part))
+            else:
+                show_card(part)
+        note = chat_display.status_note(message)
+        if note and message.get("status") == "interrupted":
+            st.warning(note, icon=":material/stop_circle:")
+        elif note:
+            st.error(note)
+        if message.get("stats"):
+            st.caption(chat_display.caption(message["stats"]))
+
+
+def stream_reply(events: Iterable[chat_display.Event]) -> None:
+    """Stream a reply's text, and show each tool card where it comes."""
+    source = iter(chat_display.paced(chat_display.display_stream(events)))
+    pending: list[ToolCard] = []
+
+    def text_until_card() -> Iterator[str]:
+        for event in source:
+            if isinstance(event, str):
+                yield event
+            else:
+                pending.append(event)
+                return
+
+    while True:
+        st.write_stream(text_until_card())
+        if not pending:
+            return
+        show_card(pending.pop())
+
+
+def tables_picker(user: Identity, session_id: str | None) -> list[uuid.UUID]:
+    """The user's tables for this chat (those attached to it preselected)."""
+    try:
+        mine = read(lambda d: data.list_tables(d, user_id=user.id))
+        sid = uuid.UUID(session_id) if session_id else None
+        attached = read(lambda d: data.attached(d, user_id=user.id, session_id=sid)) if sid else []
+    except (LedgerError, ValueError) as exc:
+        if isinstance(exc, LedgerError):
+            show_error(exc)
+        return []
+    names = {t.id: t.name for t in mine}
+    picked = st.multiselect(
+        "Tables in this chat",
+        list(names),
+        default=[t.id for t in attached if t.id in names],
+        format_func=lambda tid: names[tid],
+        key=f"{TABLES_KEY}-{session_id or 'new'}",
+        help="The model sees their columns and a few rows, and may query them (Data page).",
+    )
+    return list(picked)
+
+
+def tools_note(backend: llm.Backend, model: str, *, tables: bool) -> None:
+    """Say what the model can check in code, before anything is sent."""
+    if not st.session_state.get(TOOLS_KEY, True):
+        st.caption("Tools are off: figures in replies are the model's own text, unchecked.")
+    elif not chat.can_call_tools(backend, model):
+        extra = " Attached tables are only described to it." if tables else ""
+        st.info(
+            f"{escape_markdown(model)} cannot call tools, so figures in its replies are not "
+            f"computed in code.{extra} For exact figures use the SQL box and the finance "
+            "functions on the Data page.",
+            icon=":material/calculate:",
+        )
