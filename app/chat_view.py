@@ -4,19 +4,21 @@ in with cards appearing between its words, and the sidebar's model and table cho
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import streamlit as st
+from sqlalchemy.orm import Session
 
 from app.page import read, show_error, table
-from core import charts, chat, chat_display, data, llm
+from core import charts, chat, chat_display, citations, data, documents, llm
 from core.accounts import Identity
 from core.errors import LedgerError
 from core.text import escape_markdown
 from core.tools import ToolCard
 
 TABLES_KEY = "chat_tables"
+DOCUMENTS_KEY = "chat_documents"
 TOOLS_KEY = "chat_tools"
 RATE_TOOLS = {"pct_change", "cagr", "irr", "xirr", "margin"}  # results shown as percentages
 
@@ -54,8 +56,22 @@ def show_message(message: dict[str, Any]) -> None:
             st.warning(note, icon=":material/stop_circle:")
         elif note:
             st.error(note)
+        sources, checked = citations.of_message(message)
+        show_sources(sources, checked)
         if message.get("stats"):
             st.caption(chat_display.caption(message["stats"]))
+
+
+def show_sources(sources: list[citations.Source], checked: citations.Check | None) -> None:
+    """The excerpts a reply was given, each opening to its text, and what the check found."""
+    if sources:
+        st.caption("Sources: open one to read the passage the model was given.")
+    for source in sources:
+        heading = f" · {source.heading}" if source.heading else ""
+        with st.expander(f"[{source.number}] {source.label}{heading}"):
+            st.text(source.text)  # plain text: a document's Markdown or HTML stays inert
+    for problem in checked.problems() if checked else []:
+        st.warning(escape_markdown(problem), icon=":material/fact_check:")
 
 
 def stream_reply(events: Iterable[chat_display.Event]) -> None:
@@ -78,26 +94,64 @@ def stream_reply(events: Iterable[chat_display.Event]) -> None:
         show_card(pending.pop())
 
 
-def tables_picker(user: Identity, session_id: str | None) -> list[uuid.UUID]:
-    """The user's tables for this chat (those attached to it preselected)."""
+class _Owned(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+def _picker(
+    label: str,
+    key: str,
+    help_text: str,
+    mine: Callable[[Session], Sequence[_Owned]],
+    attached: Callable[[Session, uuid.UUID], Sequence[_Owned]],
+    session_id: str | None,
+) -> list[uuid.UUID]:
+    """A multiselect of the user's things for this chat, those attached to it preselected."""
     try:
-        mine = read(lambda d: data.list_tables(d, user_id=user.id))
+        names = {item.id: item.name for item in read(mine)}
         sid = uuid.UUID(session_id) if session_id else None
-        attached = read(lambda d: data.attached(d, user_id=user.id, session_id=sid)) if sid else []
+        chosen = read(lambda d: attached(d, sid)) if sid else []
     except (LedgerError, ValueError) as exc:
         if isinstance(exc, LedgerError):
             show_error(exc)
         return []
-    names = {t.id: t.name for t in mine}
     picked = st.multiselect(
-        "Tables in this chat",
+        label,
         list(names),
-        default=[t.id for t in attached if t.id in names],
-        format_func=lambda tid: names[tid],
-        key=f"{TABLES_KEY}-{session_id or 'new'}",
-        help="The model sees their columns and a few rows, and may query them (Data page).",
+        default=[item.id for item in chosen if item.id in names],
+        format_func=lambda item_id: names[item_id],
+        key=f"{key}-{session_id or 'new'}",
+        help=help_text,
     )
     return list(picked)
+
+
+def tables_picker(user: Identity, session_id: str | None) -> list[uuid.UUID]:
+    """The user's tables for this chat."""
+    return _picker(
+        "Tables in this chat",
+        TABLES_KEY,
+        "The model sees their columns and a few rows, and may query them (Data page).",
+        lambda d: data.list_tables(d, user_id=user.id),
+        lambda d, sid: data.attached(d, user_id=user.id, session_id=sid),
+        session_id,
+    )
+
+
+def documents_picker(user: Identity, session_id: str | None) -> list[uuid.UUID]:
+    """The user's documents for this chat."""
+    return _picker(
+        "Documents in this chat",
+        DOCUMENTS_KEY,
+        "Replies answer from these documents and cite their pages (Documents page).",
+        lambda d: documents.list_documents(d, user_id=user.id),
+        lambda d, sid: documents.attached(d, user_id=user.id, session_id=sid),
+        session_id,
+    )
 
 
 def tools_note(backend: llm.Backend, model: str, *, tables: bool) -> None:

@@ -12,7 +12,7 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from app.chat_view import show_card
-from app.page import apply, read, show_error, table, write
+from app.page import apply, delete_with_confirmation, read, show_error, table, write
 from core import data, tools
 from core.accounts import Identity
 from core.errors import LedgerError
@@ -79,16 +79,10 @@ def table_panel(user: Identity, info: data.TableInfo) -> None:
         left, right = st.columns(2)
         if left.button("Rename", key=f"rename-{info.id}") and new != info.name:
             apply(lambda d: data.rename(d, user_id=user.id, table=info.id, name=new), "Renamed.")
-        if right.button("Delete table", key=f"del-{info.id}"):
-            S["confirm_table"] = info.id
-        if S.get("confirm_table") == info.id:
-            st.warning(f"Delete {info.name}? Chats that use it lose it; this cannot be undone.")
-            if st.button("Yes, delete it", type="primary", key=f"yes-{info.id}"):
-                apply(
-                    lambda d: data.delete(d, user_id=user.id, table=info.id),
-                    "Table deleted.",
-                    then=lambda _: S.pop("confirm_table", None),
-                )
+        delete_with_confirmation(
+            right, "table", info.id, info.name,
+            lambda d: data.delete(d, user_id=user.id, table=info.id), "Table deleted.",
+        )  # fmt: skip
 
 
 def sql_box(user: Identity, mine: list[data.TableInfo]) -> None:

@@ -3,8 +3,8 @@
 A visitor sees Login and Register. Every gated URL is also registered for visitors, hidden,
 as a page that shows the login form: a deep link (/usage) keeps its URL, and the rerun after
 login opens the real page there. (Unregistered, it would fall back to / and be lost.)
-Signed-in users see Chat, Sessions, Usage and Account, admins also Admin and Status; a
-non-admin's /admin and /status answer with a refusal; /login and /register lead home.
+Signed-in users see Chat, Sessions, Data, Documents, Usage and Account, admins also Admin and
+Status; a non-admin's /admin and /status answer with a refusal; /login and /register lead home.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ MEMBER = [
     PageSpec("Chat", "chat", "💬", "chat.py"),
     PageSpec("Sessions", "sessions", "🗂️", "sessions.py"),
     PageSpec("Data", "data", "🧮", "data.py"),
+    PageSpec("Documents", "documents", "📄", "documents.py"),
     PageSpec("Usage", "usage", "📊", "usage.py"),
     PageSpec("Account", "account", "👤", "account.py"),
 ]
@@ -60,7 +61,7 @@ def visitor_spec(*, allow_registration: bool) -> dict[str, list[PageSpec]]:
 
 
 def member_spec(identity: Identity) -> dict[str, list[PageSpec]]:
-    account = MEMBER[4]
+    account = next(spec for spec in MEMBER if spec.url_path == "account")
     if identity.must_change_password:  # one-time password: nothing else until it is replaced
         return {"": [replace(account, default=True)]}
     main = [replace(MEMBER[0], default=True), *MEMBER[1:]]

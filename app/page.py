@@ -141,3 +141,22 @@ def apply(
         then(result)
     set_notice("success", done if isinstance(done, str) else done(result))
     st.rerun()
+
+
+def delete_with_confirmation(
+    column: Any,
+    what: str,
+    item: object,
+    name: str,
+    change: Callable[[Session], object],
+    done: str,
+) -> None:
+    """A "Delete" button (in ``column``) that asks first: one item at a time waits for its
+    "Yes, delete it"; chats that use the item lose it."""
+    key = f"confirm_{what}"
+    if column.button(f"Delete {what}", key=f"del-{what}-{item}"):
+        st.session_state[key] = item
+    if st.session_state.get(key) == item:
+        st.warning(f"Delete {name}? Chats that use it lose it; this cannot be undone.")
+        if st.button("Yes, delete it", type="primary", key=f"yes-{what}-{item}"):
+            apply(change, done, then=lambda _: st.session_state.pop(key, None))

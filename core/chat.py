@@ -18,13 +18,26 @@ import re
 import time
 import unicodedata
 import uuid
+from dataclasses import dataclass
 
 import redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import context_window, data, history, metrics, persona, quota, sessions, tools
+from core import (
+    citations,
+    context_window,
+    data,
+    documents,
+    history,
+    metrics,
+    persona,
+    quota,
+    retrieval,
+    sessions,
+    tools,
+)
 from core.config import Settings, get_settings
 from core.errors import (
     EmptyPrompt,
@@ -79,6 +92,15 @@ def _db_url(db: Session) -> str:
     return engine_url_of(bind if isinstance(bind, Engine) else bind.engine)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    session_id: uuid.UUID
+    new: bool
+    tables: list[data.TableInfo]
+    described: str  # what the model is told about the tables
+    documents: list[documents.DocumentInfo]
+
+
 def _prepare(
     session_factory: SessionFactory,
     r: redis.Redis,
@@ -88,13 +110,13 @@ def _prepare(
     title: str,
     model: str,
     tables: list[uuid.UUID] | None,
-) -> tuple[uuid.UUID, bool, list[data.TableInfo], str]:
-    """Owner check (or a new session row), quota, the chat's tables (attached when ``tables``
-    changes them), Redis reachable; one short transaction. Returns the session id, whether it
-    is new, its tables, and what the model is told about them."""
+    docs: list[uuid.UUID] | None,
+) -> _Prepared:
+    """Owner check (or a new session row), quota, the chat's tables and documents (attached
+    when ``tables`` / ``docs`` change them), Redis reachable; one short transaction."""
     db = session_factory()
     try:
-        writes = session_id is None or tables is not None
+        writes = session_id is None or tables is not None or docs is not None
         if not writes:
             # Only reads follow: no transaction, which saves the BEGIN and ROLLBACK round trips.
             db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
@@ -108,13 +130,16 @@ def _prepare(
         if tables is not None and {t.id for t in attached} != set(tables):
             attached = data.attach(db, user_id=user_id, session_id=sid, tables=list(tables))
         described = data.describe_for_model(db, user_id=user_id, tables=attached)
+        papers = documents.attached(db, user_id=user_id, session_id=sid) if session_id else []
+        if docs is not None and {d.id for d in papers} != set(docs):
+            papers = documents.attach(db, user_id=user_id, session_id=sid, documents=list(docs))
         if writes:
             try:
                 r.ping()  # before the commit: with Redis down, PostgreSQL gets nothing either
             except (redis.RedisError, OSError) as exc:
                 raise redis_unavailable(r, exc) from None
             db.commit()
-        return sid, session_id is None, attached, described
+        return _Prepared(sid, session_id is None, attached, described, papers)
     except IntegrityError:
         db.rollback()
         raise NotFound("Your account no longer exists.") from None
@@ -152,6 +177,7 @@ def turn(
     settings: Settings | None = None,
     tables: list[uuid.UUID] | None = None,
     use_tools: bool = True,
+    documents: list[uuid.UUID] | None = None,
 ) -> Turn:
     """Start one turn: checks and stores the prompt now; iterate the result for the reply.
 
@@ -159,7 +185,10 @@ def turn(
     user is ``NotFound``, like an unknown one. ``tables`` (the user's table ids) become the
     chat's tables; None keeps the session's. With ``use_tools`` and a model that can call
     tools, the model may call the finance functions and ``run_sql`` over the chat's tables
-    (``core.tools``). Raises ``EmptyPrompt`` (nothing to send: ignore it), ``InvalidInput``,
+    (``core.tools``). ``documents`` (the user's document ids) become the chat's documents,
+    None keeps them: each prompt is then answered from the passages retrieved from them,
+    cited by number and checked (``core.citations``). Raises ``EmptyPrompt`` (nothing to
+    send: ignore it), ``InvalidInput``,
     ``QuotaExceeded``, ``ServiceUnavailable`` or ``ConfigError`` before anything is written.
     """
     started = time.perf_counter()
@@ -169,7 +198,7 @@ def turn(
     if not model or len(model) > MAX_MODEL_NAME:
         raise InvalidInput("model", f"Model names are 1 to {MAX_MODEL_NAME} characters.")
     system = persona.system_prompt(settings)
-    sid, new, attached, described = _prepare(
+    ready = _prepare(
         session_factory,
         r,
         user_id=user_id,
@@ -177,9 +206,17 @@ def turn(
         title=sessions.title_from_prompt(text),
         model=model,
         tables=tables,
+        docs=documents,
     )
-    toolbox = _toolbox(session_factory, backend, settings, user_id, model, attached, use_tools)
-    system += persona.tables_section(described, can_query=toolbox is not None)
+    sid, new = ready.session_id, ready.new
+    try:
+        grounding = _ground(session_factory, user_id, ready.documents, text, settings)
+    except LedgerError:
+        if new:
+            _forget_session(session_factory, user_id=user_id, sid=sid)
+        raise
+    toolbox = _toolbox(session_factory, backend, settings, user_id, model, ready.tables, use_tools)
+    system += persona.tables_section(ready.described, can_query=toolbox is not None)
     try:
         newest = history.append_and_read_last(
             r,
@@ -205,6 +242,7 @@ def turn(
         started=started,
         newest=newest,
         toolbox=toolbox,
+        grounding=grounding,
     )
 
 
@@ -239,3 +277,32 @@ def _toolbox(
             db.close()
 
     return ToolBox(tools.specs(sql_tables=names), run, settings.tool_calls_per_turn)
+
+
+def _ground(
+    session_factory: SessionFactory,
+    user_id: uuid.UUID,
+    papers: list[documents.DocumentInfo],
+    question: str,
+    settings: Settings,
+) -> citations.Grounding | None:
+    """The passages of the chat's documents that best answer ``question`` (None: the chat
+    has no documents). Vectors are used when an embedder is set and answers."""
+    if not papers:
+        return None
+    db = session_factory()
+    try:
+        db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})  # reads only
+        found = retrieval.search(
+            db,
+            user_id=user_id,
+            query=question,
+            documents=[d.id for d in papers],
+            limit=settings.retrieval_chunks,
+        )
+    except SQLAlchemyError as exc:
+        metrics.STORAGE_ERRORS.labels(service="postgres").inc()
+        raise ServiceUnavailable("PostgreSQL", _db_url(db), first_line(exc)) from None
+    finally:
+        db.close()
+    return citations.Grounding([d.name for d in papers], citations.numbered(found.hits), found.note)

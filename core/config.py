@@ -191,6 +191,20 @@ class Settings(BaseSettings):
         default=6, ge=1, le=50, description="Tool calls a model may make for one prompt."
     )
 
+    # --- documents -------------------------------------------------------------------------
+    document_upload_max_mb: float = Field(
+        default=50.0, gt=0, le=4096, description="Largest document a user may upload."
+    )
+    embedding_model: str = Field(
+        default="",
+        max_length=200,
+        description="Vectors for document search: empty = full-text search alone; 'hashing' = "
+        "the built-in lexical embedder; any other name = an Ollama embedding model.",
+    )
+    retrieval_chunks: int = Field(
+        default=6, ge=1, le=50, description="Document excerpts given to the model per prompt."
+    )
+
     # --- limits --------------------------------------------------------------------------
     max_prompt_chars: int = Field(default=16_000, ge=1, le=1_000_000)
     daily_token_quota: int = Field(default=0, ge=0, description="0 = no quota.")

@@ -28,11 +28,11 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import cells, ingest, query_engine, sql_guard, text
+from core import cells, ingest, query_engine, sessions, sql_guard, text
 from core.clock import now
 from core.config import Settings, get_settings
 from core.errors import Conflict, InvalidInput, NotFound
-from core.models import ConversationSession, DataTable, SessionTable, User
+from core.models import DataTable, SessionTable, User
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 PREVIEW_ROWS = 20
@@ -352,13 +352,7 @@ def attach(
     db: Session, *, user_id: uuid.UUID, session_id: uuid.UUID, tables: list[uuid.UUID]
 ) -> list[TableInfo]:
     """Make ``tables`` (the owner's) the ones the model may query in this chat."""
-    owned = db.scalar(
-        select(ConversationSession.id).where(
-            ConversationSession.id == session_id, ConversationSession.user_id == user_id
-        )
-    )
-    if owned is None:
-        raise NotFound("Session not found.")
+    sessions.get_for_owner(db, user_id=user_id, session_id=session_id)  # NotFound otherwise
     rows = [_owned(db, user_id, t) for t in tables]
     db.execute(sql_delete(SessionTable).where(SessionTable.session_id == session_id))
     for row in rows:

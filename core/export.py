@@ -14,7 +14,7 @@ import pandas as pd
 import redis
 from sqlalchemy.orm import Session
 
-from core import history, text
+from core import citations, history, text
 from core.chat_display import segments
 from core.clock import now
 from core.errors import InvalidInput
@@ -63,6 +63,8 @@ def _message_record(index: int, message: history.Message) -> dict[str, Any]:
         "stats": message.get("stats", {}),
         "error": message.get("error"),
         "tools": message.get("tools", []),
+        "sources": message.get("sources", []),
+        "citations": message.get("citations"),
     }
 
 
@@ -172,6 +174,8 @@ def to_markdown(
         cards = [ToolCard.from_record(r) for r in message.get("tools") or []]
         for part in segments(message.get("content", ""), cards):
             lines += [part if isinstance(part, str) else f"\n{part.markdown()}\n"]
+        if message.get("sources") or message.get("citations"):
+            lines += ["", citations.markdown(message)]
         if message.get("error"):
             lines += ["", f"> Error: {text.escape_markdown(str(message['error']))}"]
         if message.get("stats"):

@@ -27,6 +27,8 @@ class Message(TypedDict):
     status: NotRequired[Status]
     error: NotRequired[str]
     tools: NotRequired[list[dict[str, Any]]]  # tool cards of a reply (core.tools.ToolCard)
+    sources: NotRequired[list[dict[str, Any]]]  # excerpts it was given (core.citations.Source)
+    citations: NotRequired[dict[str, Any]]  # the check of its citations (core.citations.Check)
 
 
 def key(session_id: uuid.UUID | str) -> str:
@@ -41,6 +43,8 @@ def make_message(
     status: Status | None = None,
     error: str | None = None,
     tools: list[dict[str, Any]] | None = None,
+    sources: list[dict[str, Any]] | None = None,
+    citations: dict[str, Any] | None = None,
 ) -> Message:
     message: Message = {"role": role, "content": content, "ts": now().isoformat()}
     if stats:
@@ -51,6 +55,10 @@ def make_message(
         message["error"] = error
     if tools:
         message["tools"] = tools
+    if sources:
+        message["sources"] = sources
+    if citations is not None:
+        message["citations"] = citations
     return message
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from core import context_window, history, metrics
+from core.citations import Check, Grounding, Source
 from core.config import Settings
 from core.errors import InvalidInput, LedgerError, LLMError
 from core.llm import Backend, ChatMessage, ToolCall, Usage
@@ -75,6 +76,7 @@ class Turn(TurnSaving, Iterator[Event]):
         started: float,
         newest: list[history.Message],
         toolbox: ToolBox | None = None,
+        grounding: Grounding | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.r = r
@@ -109,6 +111,9 @@ class Turn(TurnSaving, Iterator[Event]):
         self._gen: Generator[Event, None, None] | None = None
         self.toolbox = toolbox
         self.cards: list[ToolCard] = []
+        self.grounding = grounding
+        self.sources: list[Source] = []  # the excerpts the model was given, numbered
+        self.citation_check: Check | None = None  # set when the reply ends (with documents)
         self._begin = threading.Lock()  # starting the reply vs. ending a turn never started
 
     # --- iterator protocol ---------------------------------------------------------------
@@ -186,6 +191,13 @@ class Turn(TurnSaving, Iterator[Event]):
         window = min(self.backend.context_length(self.model), settings.llm_max_context_tokens)
         reserve = min(settings.llm_max_reply_tokens, window // 2)
         count = functools.lru_cache(maxsize=1024)(self.backend.count_tokens)
+        system = self.system
+        if self.grounding is not None:
+            # The best excerpts that fit, leaving room for the question and some history.
+            room = window - reserve - count(system) - count(self.prompt)
+            budget = min(room - context_window.MIN_REPLY_TOKENS, (window - reserve) * 6 // 10)
+            self.sources = self.grounding.fit(max(0, budget), count)
+            system += self.grounding.section(self.sources)
         try:
             recent = context_window.recent_history(
                 self.r,
@@ -197,7 +209,7 @@ class Turn(TurnSaving, Iterator[Event]):
         except (redis.RedisError, OSError) as exc:
             raise redis_unavailable(self.r, exc) from None
         messages, used = context_window.fit_context(
-            self.system, recent, budget=window - reserve, count=count
+            system, recent, budget=window - reserve, count=count
         )
         if used > window - context_window.MIN_REPLY_TOKENS:
             raise InvalidInput(

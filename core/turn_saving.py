@@ -18,7 +18,8 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import history, metrics, sessions, usage_log
+from core import citations, history, metrics, sessions, usage_log
+from core.citations import Check, Grounding, Source
 from core.errors import (
     LedgerError,
     NotFound,
@@ -80,6 +81,9 @@ class TurnSaving:
     status: history.Status | None
     error: str | None
     cards: list[ToolCard]
+    grounding: Grounding | None
+    sources: list[Source]
+    citation_check: Check | None
     _reply: history.Message | None
     _reply_problem: str | None
     _usage_problem: str | None
@@ -139,6 +143,9 @@ class TurnSaving:
         )
         self.status = OUTCOME_STATUS[outcome]
         self.error = error
+        if self.grounding is not None:
+            left_out = len(self.grounding.sources) - len(self.sources)
+            self.citation_check = citations.check(text, self.sources, left_out=left_out)
         self._store_reply(text)
         self._record_usage()
         self._record_metrics()
@@ -152,6 +159,8 @@ class TurnSaving:
             status=self.status,
             error=self.error,
             tools=[card.record() for card in self.cards],
+            sources=[source.record() for source in self.sources],
+            citations=self.citation_check.record() if self.citation_check else None,
         )
         self._append_reply()
 

@@ -29,6 +29,7 @@ with st.sidebar:
     choices = llm.model_choices(installed, backend.default_model)
     model = st.selectbox("Model", choices, index=choices.index(backend.default_model), key="model")
     tables = chat_view.tables_picker(user, session_id)
+    papers = chat_view.documents_picker(user, session_id)
     use_tools = st.toggle(
         "Exact figures (tools)", True, key=chat_view.TOOLS_KEY,
         help="The model asks code for every figure: finance functions and SQL on your tables.",
@@ -70,7 +71,7 @@ if prompt is not None:
     try:
         current = chat.turn(
             sessions_factory(), store(), backend, user_id=user.id, session_id=session_id,
-            prompt=prompt, model=model, tables=tables, use_tools=use_tools,
+            prompt=prompt, model=model, tables=tables, use_tools=use_tools, documents=papers,
         )  # fmt: skip
     except EmptyPrompt:
         st.stop()
@@ -99,6 +100,9 @@ if prompt is not None:
             current.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
         st.session_state.pop(CONSUMED_KEY, None)  # this run was not cut short
         stop.empty()
+        chat_view.show_sources(current.sources, current.citation_check)
+        if current.grounding is not None and current.grounding.note:
+            st.caption(current.grounding.note)
         if current.stats is not None:
             st.caption(chat_display.caption(current.stats))
         if current.storage_error:

@@ -352,7 +352,7 @@ def test_a_one_time_password_is_shown_once_and_must_be_replaced(
     alice.text_input(key="pw_confirm").input("my own passphrase now")
     alice.button[0].click().run()
     assert page(alice) == "Account" and not signed_in(alice).must_change_password  # type: ignore[union-attr]
-    assert sidebar.links() == {"": ["Chat", "Sessions", "Data", "Usage", "Account"]}
+    assert sidebar.links() == {"": ["Chat", "Sessions", "Data", "Documents", "Usage", "Account"]}
     alice.switch_page("../pages/chat.py").run()
     assert page(alice) == "Chat"
 

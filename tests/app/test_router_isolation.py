@@ -231,7 +231,7 @@ def test_admin_pages_refuse_an_analyst(world: dict[str, Any], admin_page: str) -
     assert not [m for m in at.markdown if "PostgreSQL" in m.value or "bob" in m.value]
 
 
-MEMBER_LINKS = ["Chat", "Sessions", "Data", "Usage", "Account"]
+MEMBER_LINKS = ["Chat", "Sessions", "Data", "Documents", "Usage", "Account"]
 
 
 def test_an_analysts_sidebar_has_no_administration_links(

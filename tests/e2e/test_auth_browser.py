@@ -56,7 +56,14 @@ def test_the_cookie_keeps_a_reload_logged_in_until_logout(
     page = open_page(context, app_url)
     assert nav(page) == ["🔑 Login", "📝 Register"]
     log_in(page, "alice", PASSWORD)
-    assert nav(page) == ["💬 Chat", "🗂️ Sessions", "🧮 Data", "📊 Usage", "👤 Account"]
+    assert nav(page) == [
+        "💬 Chat",
+        "🗂️ Sessions",
+        "🧮 Data",
+        "📄 Documents",
+        "📊 Usage",
+        "👤 Account",
+    ]
     assert has_cookie(context)
 
     page.reload()

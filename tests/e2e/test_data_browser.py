@@ -63,7 +63,9 @@ def test_upload_a_csv_ask_and_see_the_query_its_table_and_chart(page: Any) -> No
     assert "revenue.csv is now table revenue: 12 rows, 4 columns." in b.main_text(page)
 
     b.go(page, "Chat")
-    picker = page.locator("[data-testid=stSidebar] [data-testid=stMultiSelect]")
+    picker = page.locator("[data-testid=stSidebar] [data-testid=stMultiSelect]").filter(
+        has_text="Tables in this chat"
+    )
     picker.click()
     page.get_by_role("option", name="revenue").click()
     page.keyboard.press("Escape")

@@ -232,7 +232,14 @@ def _walk(page: Any, context: Any, app: AppServer, seen: Journey) -> None:
 def test_a_visitor_registers_and_is_asked_to_log_in(journey: Journey) -> None:
     assert journey.nav_before == ["🔑 Login", "📝 Register"]
     assert f"Account {USERNAME} created: log in below." in journey.register_notice.replace("\\", "")
-    assert journey.nav_after_login == ["💬 Chat", "🗂️ Sessions", "🧮 Data", "📊 Usage", "👤 Account"]
+    assert journey.nav_after_login == [
+        "💬 Chat",
+        "🗂️ Sessions",
+        "🧮 Data",
+        "📄 Documents",
+        "📊 Usage",
+        "👤 Account",
+    ]
 
 
 def test_the_reply_streams_in_and_ends_with_its_stats_caption(journey: Journey) -> None:

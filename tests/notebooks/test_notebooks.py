@@ -16,7 +16,8 @@ import redis
 from nbclient import NotebookClient
 from sqlalchemy.orm import Session
 
-from core import clock, data, history, sessions, usage_log
+from core import clock, data, documents, history, sessions, usage_log
+from tests.support import filings
 from tests.support.people import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,6 +276,27 @@ def test_ask_your_data_uploads_queries_and_computes_exactly(
     assert [t.name for t in data.list_tables(dbs, user_id=nora.id)] == ["sales"]
 
 
+def test_documents_adds_searches_and_checks_a_reply(
+    dbs: Session, kernel_spec: None, tmp_path: Path
+) -> None:
+    nora = make_user(dbs, "nora")
+    dbs.commit()
+    sample = NOTEBOOKS / "samples" / filings.ANNUAL
+    params = {"USERNAME": "nora", "PDF": str(sample), "QUESTION": "pension scheme surplus"}
+    for _ in range(2):  # the second run finds the document already there and uses it
+        _, summary = run_notebook("documents", params, tmp_path)
+        assert (summary["pages"], summary["mode"]) == (14, "text")
+        assert summary["top"] == [filings.ANNUAL, 11]
+        assert summary["unknown"] == [4] and summary["unverified"] == ["£30"]
+    dbs.expire_all()
+    assert [d.name for d in documents.list_documents(dbs, user_id=nora.id)] == [filings.ANNUAL]
+
+
+def test_the_sample_document_is_the_evaluation_sets_report(tmp_path: Path) -> None:
+    built = filings.build(tmp_path)[filings.ANNUAL].read_bytes()
+    assert (NOTEBOOKS / "samples" / filings.ANNUAL).read_bytes() == built
+
+
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
@@ -290,4 +312,5 @@ def test_the_notebooks_exist() -> None:
         "usage_report.ipynb",
         "session_explorer.ipynb",
         "ask_your_data.ipynb",
+        "documents.ipynb",
     }

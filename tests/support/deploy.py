@@ -36,6 +36,8 @@ DELIBERATELY_DEFAULTED = {
     "DATA_QUERY_MEMORY_MB": "a limit whose default suits every deployment",
     "DATA_CACHE_MB": "a limit whose default suits every deployment",
     "TOOL_CALLS_PER_TURN": "a limit whose default suits every deployment",
+    "DOCUMENT_UPLOAD_MAX_MB": "a limit whose default suits every deployment",
+    "RETRIEVAL_CHUNKS": "a limit whose default suits every deployment",
 }
 
 

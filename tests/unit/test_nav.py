@@ -26,9 +26,9 @@ def test_every_gated_url_exists_for_visitors_as_a_hidden_login_form() -> None:
     assert {p.kind for p in hidden} == {"login"}
 
 
-def test_a_user_sees_the_five_member_pages_and_no_admin_pages() -> None:
+def test_a_user_sees_the_six_member_pages_and_no_admin_pages() -> None:
     spec = nav.member_spec(who())
-    assert nav.visible_titles(spec) == ["Chat", "Sessions", "Data", "Usage", "Account"]
+    assert nav.visible_titles(spec) == ["Chat", "Sessions", "Data", "Documents", "Usage", "Account"]
     refusals = {p.url_path for p in spec[""] if p.kind == "admins_only"}
     assert refusals == {"admin", "status"}
 
@@ -39,6 +39,7 @@ def test_an_admin_also_sees_admin_and_status() -> None:
         "Chat",
         "Sessions",
         "Data",
+        "Documents",
         "Usage",
         "Account",
         "Admin",
