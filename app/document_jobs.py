@@ -29,7 +29,6 @@ class Job:
     added: documents.Added | None = None
     error: str | None = None
     started: float = field(default_factory=time.monotonic)
-    shown: bool = False  # its outcome has been shown once
     _thread: threading.Thread | None = None
 
     @property

@@ -60,25 +60,21 @@ def _outcome(job: document_jobs.Job) -> None:
             st.warning(escape_markdown(note))
 
 
-def show_jobs() -> None:
-    """Files being read (a progress bar each, redrawn every second while any runs), then
-    each one's outcome, once."""
+def show_jobs(files: list[Any]) -> None:
+    """Files being read (a progress bar each, redrawn every second while any runs), and the
+    outcome of each file still in the uploader (removing it there clears its message)."""
     jobs = _jobs()
     if running():
         _progress_fragment()
-    for job in list(jobs.values()):
-        if job.finished and not job.shown:
+    for file in files:
+        job = jobs.get(file.file_id)
+        if job is not None and job.finished:
             _outcome(job)
-            job.shown = True
-        elif job.finished:
-            # Keep the id (the uploader still holds the file: it must not be read twice).
-            job.added = None
 
 
 @st.fragment(run_every=1.0)
 def _progress_fragment() -> None:
-    jobs = [job for job in _jobs().values() if not job.shown]
-    for job in jobs:
+    for job in _jobs().values():
         if not job.finished:
             st.progress(job.fraction, text=f"{escape_markdown(job.name)}: {job.status}")
     if not running():

@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import history, sessions, text
+from core import drafts, history, sessions, text
 from core.accounts import Identity
 from core.errors import Forbidden, NotFound
 from core.export import ExportFile, to_file
@@ -135,5 +135,6 @@ def open_session(
     owner = row.user_id
     if owner != viewer.id and not viewer.is_admin:
         raise NotFound("Session not found.")  # the same answer as an unknown id
+    drafts.recover(db, r, session_id=row.id)  # a reply whose process died mid-way
     shown = history.read_all(r, session_id=row.id)
     return OpenedSession(row, name, shown, read_only=owner != viewer.id)

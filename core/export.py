@@ -14,7 +14,7 @@ import pandas as pd
 import redis
 from sqlalchemy.orm import Session
 
-from core import citations, history, text
+from core import citations, drafts, history, text
 from core.chat_display import segments
 from core.clock import now
 from core.errors import InvalidInput
@@ -109,6 +109,7 @@ def to_json(
 ) -> ExportFile:
     """Every message with its timestamp, role, status, stats and error, losslessly."""
     row = summary(db, user_id=user_id, session_id=session_id)
+    drafts.recover(db, r, session_id=row.id)
     body = {
         "format": EXPORT_FORMAT,
         "exported_at": now().isoformat(),
@@ -162,6 +163,7 @@ def to_markdown(
         f"- Tokens: {row.prompt_tokens:,} prompt + {row.completion_tokens:,} completion",
         f"- Exported: {_fmt_ts(now().isoformat())}",
     ]
+    drafts.recover(db, r, session_id=row.id)
     all_messages = history.read_all(r, session_id=row.id)
     lines += [f"- Messages: {len(all_messages):,}", ""]
     for i, message in enumerate(all_messages):

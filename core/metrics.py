@@ -56,6 +56,10 @@ LOCKOUTS = Counter("ledger_lockouts_total", "Accounts locked after repeated fail
 QUOTA_REFUSALS = Counter(
     "ledger_quota_refusals_total", "Prompts refused because the daily token quota was used up."
 )
+REPLIES_RECOVERED = Counter(
+    "ledger_replies_recovered_total",
+    "Partial replies saved from a draft after the process writing them stopped.",
+)
 STORAGE_ERRORS = Counter(
     "ledger_storage_errors_total",
     "Failures talking to a backing store, by service (postgres, redis).",

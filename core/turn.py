@@ -13,6 +13,7 @@ model, and the model answers again, at most TOOL_CALLS_PER_TURN calls in all.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 
 import redis
 
-from core import context_window, history, metrics
+from core import context_window, drafts, history, metrics
 from core.citations import Check, Grounding, Source
 from core.config import Settings
 from core.errors import InvalidInput, LedgerError, LLMError
@@ -232,6 +233,9 @@ class Turn(TurnSaving, Iterator[Event]):
         metrics.LLM_ACTIVE_STREAMS.inc()
         try:
             messages = self._context()
+            # Redis down: the reply is kept in memory, and saving it at the end says so.
+            with contextlib.suppress(redis.RedisError, OSError):
+                drafts.track(self.r, self.session_id, self._draft)
             while True:
                 calls = yield from self._stream_round(messages, totals)
                 if not calls or self._cancel.is_set():
@@ -289,6 +293,21 @@ class Turn(TurnSaving, Iterator[Event]):
             )
             return calls
         return []
+
+    def _draft(self) -> tuple[history.Message, dict[str, Any]]:
+        """The reply so far, for another process to save should this one die mid-reply."""
+        elapsed = (time.perf_counter() - self._started) * 1000
+        first = (self._first - self._started) * 1000 if self._first is not None else None
+        message = history.make_message(
+            "assistant", self.text, status="interrupted", error=drafts.STOPPED,
+            tools=[card.record() for card in self.cards],
+        )  # fmt: skip
+        usage = {
+            "user_id": str(self.user_id), "model": self.model, "backend": self.backend.name,
+            "prompt_tokens": self._prompt_estimate, "completion_tokens": len(self._parts),
+            "ttft_ms": first, "duration_ms": elapsed, "tool_calls": len(self.cards),
+        }  # fmt: skip
+        return message, usage
 
     def _call_tools(
         self, messages: list[ChatMessage], calls: list[ToolCall]

@@ -18,7 +18,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import citations, history, metrics, sessions, usage_log
+from core import citations, drafts, history, metrics, sessions, usage_log
 from core.citations import Check, Grounding, Source
 from core.errors import (
     LedgerError,
@@ -169,6 +169,7 @@ class TurnSaving:
         try:
             history.append(self.r, session_id=self.session_id, message=self._reply)
             self._stored, self._reply_problem = True, None
+            drafts.finish(self.r, self.session_id)
         except (redis.RedisError, OSError) as exc:
             self._reply_problem = str(redis_unavailable(self.r, exc)) + " The reply was not saved."
 

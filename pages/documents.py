@@ -31,7 +31,7 @@ files = st.file_uploader(
     "dropped, never run.",
 )
 documents_view.upload_files(user, files or [])
-documents_view.show_jobs()
+documents_view.show_jobs(files or [])
 
 try:
     mine = read(lambda d: documents.list_documents(d, user_id=user.id))

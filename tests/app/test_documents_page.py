@@ -74,9 +74,11 @@ def test_a_dropped_pdf_is_read_listed_and_searchable(
     assert f"{filings.ANNUAL} p. 11".replace("-", "\\-").replace(".", "\\.") in " ".join(
         texts(at.markdown)
     )
-    at.run()  # the uploader keeps its file: it is not read twice
+    at.run()  # the uploader keeps its file: it is not read twice, its message stays
     assert len(documents.list_documents(dbs, user_id=ann.id)) == 1
-    assert texts(at.success) == []  # said once
+    assert len(texts(at.success)) == 1
+    at.file_uploader[0].set_value([]).run()  # removed from the uploader: its message goes
+    assert texts(at.success) == []
 
 
 def _keys(at: AppTest) -> list[str]:

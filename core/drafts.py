@@ -1,0 +1,173 @@
+"""A reply in flight, kept in Redis as it grows, so a process that dies mid-reply loses nothing.
+
+While a turn streams, its reply so far is written to ``draft:<session>`` (when the turn starts,
+then once a second by a thread of the process writing it, when it changed) with a lease
+``draft-lease:<session>`` that the same thread renews. When the turn ends, the reply is saved
+as always and the draft deleted. A process killed mid-reply (SIGKILL, out of memory, the
+machine lost) leaves the draft and lets its lease expire (LEASE_SECONDS); whichever process
+next opens the conversation (``recover``) appends the draft to the history, marked
+interrupted and saying why, in one Redis script (two readers cannot both append it), and
+records its usage row and the session's counts in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from core import history, metrics, sessions, usage_log
+from core.errors import LedgerError
+
+LEASE_SECONDS = 5  # a draft whose writer has not renewed its lease for this long is orphaned
+BEAT_SECONDS = 1.0  # how often a streaming reply's draft is rewritten (when it changed)
+STOPPED = "The app process writing this reply stopped before it ended; this is the reply so far."
+
+log = logging.getLogger(__name__)
+
+_RECOVER = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local message = redis.call('HGET', KEYS[1], 'message')
+if not message then return false end
+local usage = redis.call('HGET', KEYS[1], 'usage')
+redis.call('RPUSH', KEYS[3], message)
+redis.call('DEL', KEYS[1])
+return usage
+"""
+
+
+def draft_key(session_id: uuid.UUID | str) -> str:
+    return f"draft:{uuid.UUID(str(session_id))}"
+
+
+def lease_key(session_id: uuid.UUID | str) -> str:
+    return f"draft-lease:{uuid.UUID(str(session_id))}"
+
+
+Snapshot = Callable[[], tuple[history.Message, dict[str, Any]]]
+
+
+class _Heartbeat:
+    """One thread per process writing the drafts of the replies it streams, once a second
+    (the text only when it changed) and renewing their leases."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[uuid.UUID, tuple[redis.Redis, Snapshot]] = {}
+        self._thread: threading.Thread | None = None
+
+    def hold(self, r: redis.Redis, session_id: uuid.UUID, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._active[session_id] = (r, snapshot)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="drafts", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        written: dict[uuid.UUID, str] = {}
+        while True:
+            time.sleep(BEAT_SECONDS)
+            # Under the lock: a draft is never written again after ``finish`` deleted it.
+            with self._lock:
+                for session_id, (r, snapshot) in self._active.items():
+                    message, usage = snapshot()
+                    changed = written.get(session_id) != message["content"]
+                    # Redis down: the turn says so when it saves; there is nothing to renew.
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        _store(r, session_id, message if changed else None, usage)
+                        written[session_id] = message["content"]
+                for gone in set(written) - set(self._active):
+                    written.pop(gone, None)
+
+    def forget(self, r: redis.Redis, session_id: uuid.UUID) -> None:
+        """Delete the draft and stop writing it; a Redis error leaves both as they were."""
+        with self._lock:
+            r.delete(draft_key(session_id), lease_key(session_id))
+            self._active.pop(session_id, None)
+
+
+_heartbeat = _Heartbeat()
+
+
+def _store(
+    r: redis.Redis,
+    session_id: uuid.UUID,
+    message: history.Message | None,
+    usage: dict[str, Any],
+) -> None:
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(draft_key(session_id), "usage", json.dumps(usage, ensure_ascii=True))
+    if message is not None:
+        pipe.hset(draft_key(session_id), "message", json.dumps(message, ensure_ascii=True))
+    pipe.set(lease_key(session_id), "1", ex=LEASE_SECONDS)
+    pipe.execute()
+
+
+def track(r: redis.Redis, session_id: uuid.UUID, snapshot: Snapshot) -> None:
+    """Keep what ``snapshot()`` returns (the reply so far, marked interrupted with STOPPED,
+    and what its usage row would say) as the draft: now, then once a second until
+    ``finish``. Raises the first write's Redis error: the caller decides."""
+    message, usage = snapshot()
+    _store(r, session_id, message, usage)
+    _heartbeat.hold(r, session_id, snapshot)
+
+
+def finish(r: redis.Redis, session_id: uuid.UUID) -> None:
+    """The reply is saved: forget its draft. Should the delete fail (Redis down), the draft
+    stays alive and the next ``finish`` (from ``save_again``) deletes it: left without a
+    lease, ``recover`` would add a second copy of a reply that is saved."""
+    with contextlib.suppress(redis.RedisError, OSError):
+        _heartbeat.forget(r, session_id)
+
+
+def recover(db: Session, r: redis.Redis, *, session_id: uuid.UUID) -> bool:
+    """Save the draft of a reply whose process died (its lease expired): appended to the
+    history as interrupted, its usage row and the session's counts written. True if it did."""
+    try:
+        usage_raw = r.eval(
+            _RECOVER, 3, draft_key(session_id), lease_key(session_id), history.key(session_id)
+        )
+    except (redis.RedisError, OSError):
+        return False  # reading the history will say what is wrong with Redis
+    if not usage_raw:
+        return False
+    metrics.REPLIES_RECOVERED.inc()
+    usage = json.loads(usage_raw)
+    try:
+        sessions.touch(
+            db,
+            user_id=uuid.UUID(usage["user_id"]),
+            session_id=session_id,
+            messages_added=2,  # the prompt and this reply: the turn never counted them
+            prompt_tokens=int(usage["prompt_tokens"]),
+            completion_tokens=int(usage["completion_tokens"]),
+            model=usage["model"],
+        )
+        usage_log.record_call(
+            db,
+            user_id=uuid.UUID(usage["user_id"]),
+            session_id=session_id,
+            model=usage["model"],
+            backend=usage["backend"],
+            prompt_tokens=int(usage["prompt_tokens"]),
+            completion_tokens=int(usage["completion_tokens"]),
+            ttft_ms=usage.get("ttft_ms"),
+            duration_ms=float(usage["duration_ms"]),
+            outcome="error",
+            error=STOPPED,
+            tool_calls=int(usage.get("tool_calls", 0)),
+        )
+        db.commit()
+    except (SQLAlchemyError, LedgerError, KeyError, ValueError) as exc:
+        db.rollback()
+        log.warning("a recovered reply's usage row could not be written: %s", exc)
+    return True
