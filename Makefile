@@ -42,10 +42,11 @@ CHECK_COMPILERS := $(FIND_COMPILERS); \
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run test test-fast lint typecheck pytest test-services migrate lock clean browser screenshots compilers
+.PHONY: help install run test test-fast lint typecheck pytest test-services migrate lock clean browser balancer screenshots compilers
 
 help:
 	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
+	@echo "make run WORKERS=3   three app processes behind HAProxy on the same port"
 	@echo "make test   ruff + mypy + the whole test suite"
 	@echo "make test-fast       unit and AppTest tests only (the edit loop, under a minute)"
 	@echo "make test-services   integration tests against TEST_DATABASE_URL / TEST_REDIS_URL"
@@ -81,9 +82,17 @@ migrate: install
 # image sets STREAMLIT_SERVER_ADDRESS=0.0.0.0 itself).
 HOST ?= 127.0.0.1
 
+# `make run WORKERS=3`: three app processes behind HAProxy on the same port (core/cli/serve.py),
+# sharing PostgreSQL and Redis; HAProxy is installed when missing and possible (rule balancer).
+WORKERS ?= 1
+
 run: install
 	@$(BIN)/python -m core prepare
-	exec $(BIN)/streamlit run app/main.py --server.port $(PORT) --server.address $(HOST)
+	@if [ "$(WORKERS)" = 1 ]; then \
+	  exec $(BIN)/streamlit run app/main.py --server.port $(PORT) --server.address $(HOST); \
+	fi; \
+	$(call FIND_HAPROXY,error,); \
+	exec $(BIN)/python -m core serve --workers $(WORKERS) --port $(PORT) --host $(HOST)
 
 lint: install
 	$(BIN)/ruff check .
@@ -102,7 +111,7 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile
 # the hundreds of app and CLI processes the suite starts compiles core anew.
 test-fast pytest test-services: export PYTHONDONTWRITEBYTECODE :=
 
-pytest: install browser
+pytest: install browser balancer
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install
@@ -125,6 +134,24 @@ browser:
 	else \
 	  echo "WARNING: cannot install$$missing (needs root and apt-get): the browser tests will be SKIPPED unless chromium is at $(CHROMIUM)"; \
 	fi
+
+# HAProxy, for `make run WORKERS=N` and the multi-process tests: installed when missing and
+# possible (root with apt-get); otherwise one line says what to install (and, for the tests,
+# the multi-process tests are skipped, or fail where LEDGER_REQUIRE_BROWSER is set, as in CI).
+# $(call FIND_HAPROXY,word,then): install if needed; if still missing say "word: ..." and run
+# "then" (exit 1 for `make run`; nothing for the tests).
+FIND_HAPROXY = command -v haproxy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing haproxy (the load balancer in front of several app processes)"; \
+	    apt-get install -y -q --no-install-recommends haproxy >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends haproxy >/dev/null; }; \
+	  fi; \
+	  command -v haproxy >/dev/null 2>&1 || { \
+	    echo "$(1): HAProxy is not installed (Debian/Ubuntu: apt-get install haproxy; macOS: brew install haproxy)" >&2; \
+	    $(if $(2),$(2),exit 1); }; }
+
+balancer:
+	@$(call FIND_HAPROXY,WARNING,echo "the multi-process tests will be SKIPPED" >&2)
 
 screenshots: install browser
 	$(BIN)/python -m tests.support.screenshots docs/screenshots

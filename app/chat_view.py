@@ -4,8 +4,8 @@ in with cards appearing between its words, and the sidebar's model and table cho
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import streamlit as st
 from sqlalchemy.orm import Session
@@ -94,35 +94,26 @@ def stream_reply(events: Iterable[chat_display.Event]) -> None:
         show_card(pending.pop())
 
 
-class _Owned(Protocol):
-    @property
-    def id(self) -> uuid.UUID: ...
-
-    @property
-    def name(self) -> str: ...
+Choices = Callable[[Session, uuid.UUID | None], tuple[dict[uuid.UUID, str], list[uuid.UUID]]]
 
 
 def _picker(
-    label: str,
-    key: str,
-    help_text: str,
-    mine: Callable[[Session], Sequence[_Owned]],
-    attached: Callable[[Session, uuid.UUID], Sequence[_Owned]],
-    session_id: str | None,
+    label: str, key: str, help_text: str, choices: Choices, session_id: str | None
 ) -> list[uuid.UUID]:
     """A multiselect of the user's things for this chat, those attached to it preselected."""
     try:
-        names = {item.id: item.name for item in read(mine)}
         sid = uuid.UUID(session_id) if session_id else None
-        chosen = read(lambda d: attached(d, sid)) if sid else []
+        names, chosen = read(lambda d: choices(d, sid))
     except (LedgerError, ValueError) as exc:
         if isinstance(exc, LedgerError):
             show_error(exc)
         return []
+    if not names:
+        return []  # nothing to pick (the Data and Documents pages say how to add some)
     picked = st.multiselect(
         label,
         list(names),
-        default=[item.id for item in chosen if item.id in names],
+        default=chosen,
         format_func=lambda item_id: names[item_id],
         key=f"{key}-{session_id or 'new'}",
         help=help_text,
@@ -136,8 +127,7 @@ def tables_picker(user: Identity, session_id: str | None) -> list[uuid.UUID]:
         "Tables in this chat",
         TABLES_KEY,
         "The model sees their columns and a few rows, and may query them (Data page).",
-        lambda d: data.list_tables(d, user_id=user.id),
-        lambda d, sid: data.attached(d, user_id=user.id, session_id=sid),
+        lambda d, sid: data.choices(d, user_id=user.id, session_id=sid),
         session_id,
     )
 
@@ -148,8 +138,7 @@ def documents_picker(user: Identity, session_id: str | None) -> list[uuid.UUID]:
         "Documents in this chat",
         DOCUMENTS_KEY,
         "Replies answer from these documents and cite their pages (Documents page).",
-        lambda d: documents.list_documents(d, user_id=user.id),
-        lambda d, sid: documents.attached(d, user_id=user.id, session_id=sid),
+        lambda d, sid: documents.choices(d, user_id=user.id, session_id=sid),
         session_id,
     )
 

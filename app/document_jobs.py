@@ -64,7 +64,19 @@ class Job:
         return self.finished
 
 
+_running = 0
+_running_lock = threading.Lock()
+
+
+def running_count() -> int:
+    """Documents being read by this process (a draining process waits for them)."""
+    return _running
+
+
 def _run(job: Job, user_id: uuid.UUID, data: bytes) -> None:
+    global _running
+    with _running_lock:
+        _running += 1
     try:
         with database.session_scope() as db:
             job.added = documents.add(
@@ -76,9 +88,12 @@ def _run(job: Job, user_id: uuid.UUID, data: bytes) -> None:
     except SQLAlchemyError as exc:
         job.error = f"The document could not be stored ({first_line(exc)}); nothing was kept."
         job.stage = "failed"
-    except Exception as exc:
+    except Exception as exc:  # a thread's error is shown, never lost
         job.error = f"Unexpected error: {type(exc).__name__}: {exc}. Nothing was kept."
         job.stage = "failed"
+    finally:
+        with _running_lock:
+            _running -= 1
 
 
 def start(user_id: uuid.UUID, name: str, data: bytes) -> Job:

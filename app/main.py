@@ -1,7 +1,8 @@
 """Entry point: `streamlit run app/main.py`.
 
 Streamlit serves `router.py` (the router and login gate) and, on the same port, the routes below:
-/healthz (JSON, 200 or 503; states only, no details) and /metrics (Prometheus text format).
+/healthz (JSON, 200 or 503; states only, no details), /healthz/serving (200, or 503 while the
+process drains: what a load balancer asks) and /metrics (Prometheus text format).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from streamlit.runtime import Runtime
 
+from app import drain
 from core import database, llm, readiness, services
 from core import metrics as _registered  # noqa: F401  (defines the metric objects)
 from core.config import get_settings
@@ -26,7 +28,17 @@ from core.config import get_settings
 
 async def healthz(request: Request) -> JSONResponse:
     healthy, body = await anyio.to_thread.run_sync(readiness.report)
+    if drain.draining():
+        healthy, body = False, {**body, "status": "draining"}
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def serving(request: Request) -> JSONResponse:
+    """What a load balancer asks: does this process take new browsers? (Storage is the same
+    for every process, so its state would take them all out at once: /healthz says that.)"""
+    if drain.draining():
+        return JSONResponse({"status": "draining", "busy": drain.busy()}, status_code=503)
+    return JSONResponse({"status": "serving", "busy": drain.busy()})
 
 
 async def metrics(request: Request) -> Response:
@@ -51,6 +63,7 @@ async def sweep_media() -> None:
 @asynccontextmanager
 async def lifespan(app: st.App) -> AsyncIterator[None]:
     sweeper = asyncio.get_running_loop().create_task(sweep_media())
+    drain.install()  # uvicorn's SIGTERM handler is in place by now: drain first
     yield
     sweeper.cancel()
     # uvicorn ends a SIGTERM by re-raising it, which skips atexit: leave the embedded
@@ -63,6 +76,10 @@ async def lifespan(app: st.App) -> AsyncIterator[None]:
 
 app = st.App(
     "router.py",
-    routes=[Route("/healthz", healthz), Route("/metrics", metrics)],
+    routes=[
+        Route("/healthz", healthz),
+        Route("/healthz/serving", serving),
+        Route("/metrics", metrics),
+    ],
     lifespan=lifespan,
 )

@@ -27,6 +27,7 @@ Then the same rounds at N=20 against the minimal Streamlit chat (benchmarks/mini
 as a reference for what Streamlit itself costs (--no-reference skips them).
 
     .venv/bin/python benchmarks/load.py [--sessions 5 20 50] [--turns 3]
+    .venv/bin/python benchmarks/load.py --processes 1 2 3 --sessions 20 50   (through HAProxy)
 """
 
 from __future__ import annotations
@@ -252,6 +253,12 @@ def main() -> None:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the minimal chat's rounds at N=20"
     )
+    parser.add_argument(
+        "--processes", type=int, nargs="+",
+        help="instead: through HAProxy in front of this many app processes (each count in "
+        "turn, side by side; benchmarks/load_cluster.py)",
+    )  # fmt: skip
+    parser.add_argument("--limit", type=int, default=80, help="with --processes: most streams")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ledger-load-"))
@@ -268,6 +275,26 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "core", "prepare"], check=True, cwd=tmp,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     servers: list[AppServer] = []
+    if args.processes:
+        try:
+            import load_cluster
+
+            need = 3 + sum(args.sessions) * 2 * len(args.processes)
+            need += sum(range(10, args.limit + 1, 10)) * len(args.processes)
+            tokens = [t for _, t in make_users(need)]
+            print(f"fake Ollama {fake.url} in its own process: {CHUNKS} chunks "
+                  f"{DELAY * 1000:.0f} ms apart; {args.turns} turns per session; "
+                  f"{os.cpu_count()} CPUs")  # fmt: skip
+            load_cluster.run(tmp, fake.url, MODEL, tokens, args.processes, args.sessions,
+                             args.turns, args.limit)  # fmt: skip
+        finally:
+            fake.stop()
+            from core import database, services
+
+            database.reset()
+            services.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
         app = AppServer({}, log_path=Path(os.environ.get("LOAD_APP_LOG") or tmp / "app.log"))
         servers.append(app)

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -49,6 +50,7 @@ from core.errors import (
     first_line,
 )
 from core.llm import Backend
+from core.models import SessionDocument, SessionTable
 from core.services import engine_url_of
 from core.turn import SessionFactory, ToolBox, Turn, redis_unavailable
 
@@ -99,6 +101,18 @@ class _Prepared:
     tables: list[data.TableInfo]
     described: str  # what the model is told about the tables
     documents: list[documents.DocumentInfo]
+    quota: int | None  # the user's daily quota (None: unlimited)
+
+
+def _attachments(db: Session, sid: uuid.UUID) -> tuple[bool, bool]:
+    """Whether the session has tables, documents: one small read (most chats have neither,
+    and then nothing more is read)."""
+    has_tables = select(SessionTable.table_id).where(SessionTable.session_id == sid).exists()
+    has_papers = (
+        select(SessionDocument.document_id).where(SessionDocument.session_id == sid).exists()
+    )
+    found = db.execute(select(has_tables, has_papers)).one()
+    return bool(found[0]), bool(found[1])
 
 
 def _prepare(
@@ -120,17 +134,18 @@ def _prepare(
         if not writes:
             # Only reads follow: no transaction, which saves the BEGIN and ROLLBACK round trips.
             db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        quota.check_quota(db, user_id=user_id)
+        limit = quota.check_quota(db, user_id=user_id)
         if session_id is None:
             row = sessions.create(db, user_id=user_id, title=title, model=model)
         else:
             row = sessions.get_for_owner(db, user_id=user_id, session_id=session_id)
         sid = row.id
-        attached = data.attached(db, user_id=user_id, session_id=sid) if session_id else []
+        has_tables, has_papers = _attachments(db, sid) if session_id else (False, False)
+        attached = data.attached(db, user_id=user_id, session_id=sid) if has_tables else []
         if tables is not None and {t.id for t in attached} != set(tables):
             attached = data.attach(db, user_id=user_id, session_id=sid, tables=list(tables))
         described = data.describe_for_model(db, user_id=user_id, tables=attached)
-        papers = documents.attached(db, user_id=user_id, session_id=sid) if session_id else []
+        papers = documents.attached(db, user_id=user_id, session_id=sid) if has_papers else []
         if docs is not None and {d.id for d in papers} != set(docs):
             papers = documents.attach(db, user_id=user_id, session_id=sid, documents=list(docs))
         if writes:
@@ -139,7 +154,7 @@ def _prepare(
             except (redis.RedisError, OSError) as exc:
                 raise redis_unavailable(r, exc) from None
             db.commit()
-        return _Prepared(sid, session_id is None, attached, described, papers)
+        return _Prepared(sid, session_id is None, attached, described, papers, limit)
     except IntegrityError:
         db.rollback()
         raise NotFound("Your account no longer exists.") from None
@@ -209,9 +224,13 @@ def turn(
         docs=documents,
     )
     sid, new = ready.session_id, ready.new
+    reservation = None
     try:
+        if ready.quota is not None:  # the most this turn can use, held against the quota
+            reservation = _reserve(session_factory, user_id, settings.llm_max_context_tokens)
         grounding = _ground(session_factory, user_id, ready.documents, text, settings)
     except LedgerError:
+        _release(session_factory, user_id, reservation)
         if new:
             _forget_session(session_factory, user_id=user_id, sid=sid)
         raise
@@ -225,6 +244,7 @@ def turn(
             n=context_window.HISTORY_WINDOW,
         )
     except (redis.RedisError, OSError) as exc:
+        _release(session_factory, user_id, reservation)
         if new:
             _forget_session(session_factory, user_id=user_id, sid=sid)
         raise redis_unavailable(r, exc) from None
@@ -243,6 +263,7 @@ def turn(
         newest=newest,
         toolbox=toolbox,
         grounding=grounding,
+        reservation=reservation,
     )
 
 
@@ -306,3 +327,38 @@ def _ground(
     finally:
         db.close()
     return citations.Grounding([d.name for d in papers], citations.numbered(found.hits), found.note)
+
+
+def _reserve(session_factory: SessionFactory, user_id: uuid.UUID, tokens: int) -> uuid.UUID | None:
+    """Hold ``tokens`` against the user's quota in a short transaction of its own."""
+    db = session_factory()
+    try:
+        held = quota.reserve(db, user_id=user_id, tokens=tokens)
+        db.commit()
+        return held
+    except SQLAlchemyError as exc:
+        db.rollback()
+        metrics.STORAGE_ERRORS.labels(service="postgres").inc()
+        raise ServiceUnavailable("PostgreSQL", _db_url(db), first_line(exc)) from None
+    except LedgerError:
+        db.rollback()
+        raise
+    finally:
+        db.close()
+
+
+def _release(
+    session_factory: SessionFactory, user_id: uuid.UUID, reservation: uuid.UUID | None
+) -> None:
+    """Give back a reservation of a turn refused before its prompt was stored."""
+    if reservation is None:
+        return
+    try:
+        db = session_factory()
+        try:
+            quota.release(db, reservation, user_id=user_id)
+            db.commit()
+        finally:
+            db.close()
+    except SQLAlchemyError:
+        pass  # it stops counting at its expiry

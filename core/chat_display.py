@@ -37,7 +37,7 @@ def status_note(message: Mapping[str, Any]) -> str | None:
     """A visible mark for a reply that did not complete (None for a complete one)."""
     status = message.get("status")
     if status == "interrupted":
-        return (
+        return str(message.get("error") or "") or (
             "Reply stopped before the end (Stop pressed or page left); the text above is partial."
         )
     if status == "error":

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     # --- LLM -----------------------------------------------------------------------------
     llm_backend: LLMBackendName = "auto"
     ollama_host: str = "http://127.0.0.1:11434"
+    ollama_hosts: str = Field(
+        default="",
+        max_length=4000,
+        description="Several Ollama servers, comma-separated: each reply goes to the least busy "
+        "healthy one, with failover (core.llm.pool). Empty: OLLAMA_HOST alone.",
+    )
     ollama_model: str = "llama3.2:3b"
     llamacpp_model_path: Path | None = None
     llamacpp_threads: int = Field(default=2, ge=1, le=256)
@@ -160,6 +166,13 @@ class Settings(BaseSettings):
         "to store or delete the cookie (it usually answers much sooner); 0 in tests.",
     )
 
+    drain_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM, how long an app process keeps running for its replies in "
+        "flight to finish (the load balancer sends new browsers elsewhere meanwhile).",
+    )
     download_link_seconds: float = Field(
         default=30.0,
         gt=0,
@@ -258,6 +271,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("ollama_hosts")
+    @classmethod
+    def _http_hosts(cls, value: str) -> str:
+        hosts = [h.strip().rstrip("/") for h in value.split(",") if h.strip()]
+        for host in hosts:
+            if not host.startswith(("http://", "https://")):
+                raise ValueError(f"{host!r} must start with http:// or https://")
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("names a host twice")
+        return ",".join(hosts)
+
+    @property
+    def ollama_host_list(self) -> list[str]:
+        """The Ollama servers replies go to: OLLAMA_HOSTS when set, else OLLAMA_HOST."""
+        return self.ollama_hosts.split(",") if self.ollama_hosts else [self.ollama_host]
 
 
 _SECRET_SETTINGS = {"AUTH_COOKIE_KEY"}

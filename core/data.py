@@ -371,6 +371,25 @@ def attached(db: Session, *, user_id: uuid.UUID, session_id: uuid.UUID) -> list[
     return [TableInfo.of(r) for r in rows]
 
 
+def choices(
+    db: Session, *, user_id: uuid.UUID, session_id: uuid.UUID | None
+) -> tuple[dict[uuid.UUID, str], list[uuid.UUID]]:
+    """For a chat's table picker, on every run of the chat page: the owner's tables by id
+    (names only) and those attached to the session. Two small column reads, the second only
+    when the owner has any table."""
+    names = dict(
+        db.execute(
+            select(DataTable.id, DataTable.name)
+            .where(DataTable.user_id == user_id)
+            .order_by(DataTable.name)
+        ).all()
+    )
+    if not names or session_id is None:
+        return names, []
+    chosen = db.scalars(select(SessionTable.table_id).where(SessionTable.session_id == session_id))
+    return names, [t for t in chosen if t in names]
+
+
 def describe_for_model(db: Session, *, user_id: uuid.UUID, tables: list[TableInfo]) -> str:
     """What the model is told about attached tables: names, columns, row counts and a few
     sample rows, never the whole table. Cells are cut short; it is data, not instructions."""

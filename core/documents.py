@@ -275,6 +275,27 @@ def attach(
     return [DocumentInfo.of(r) for r in rows]
 
 
+def choices(
+    db: Session, *, user_id: uuid.UUID, session_id: uuid.UUID | None
+) -> tuple[dict[uuid.UUID, str], list[uuid.UUID]]:
+    """For a chat's document picker, on every run of the chat page: the owner's documents by
+    id (names only) and those attached to the session; the second read only when there are
+    documents."""
+    names = dict(
+        db.execute(
+            select(Document.id, Document.name)
+            .where(Document.user_id == user_id)
+            .order_by(Document.created_at.desc(), Document.name)
+        ).all()
+    )
+    if not names or session_id is None:
+        return names, []
+    chosen = db.scalars(
+        select(SessionDocument.document_id).where(SessionDocument.session_id == session_id)
+    )
+    return names, [d for d in chosen if d in names]
+
+
 def attached(db: Session, *, user_id: uuid.UUID, session_id: uuid.UUID) -> list[DocumentInfo]:
     rows = db.scalars(
         select(Document)

@@ -25,7 +25,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import history, metrics, sessions, usage_log
+from core import history, metrics, quota, sessions, usage_log
 from core.errors import LedgerError
 
 LEASE_SECONDS = 5  # a draft whose writer has not renewed its lease for this long is orphaned
@@ -43,6 +43,17 @@ redis.call('RPUSH', KEYS[3], message)
 redis.call('DEL', KEYS[1])
 return usage
 """
+
+
+_scripts: list[Any] = []
+
+
+def _script(r: redis.Redis) -> Any:
+    """The recovery script as a redis-py Script: run by its SHA (EVALSHA), sent to a server
+    only the first time that server does not know it. Any client may run it."""
+    if not _scripts:
+        _scripts.append(r.register_script(_RECOVER))
+    return _scripts[0]
 
 
 def draft_key(session_id: uuid.UUID | str) -> str:
@@ -132,10 +143,9 @@ def finish(r: redis.Redis, session_id: uuid.UUID) -> None:
 def recover(db: Session, r: redis.Redis, *, session_id: uuid.UUID) -> bool:
     """Save the draft of a reply whose process died (its lease expired): appended to the
     history as interrupted, its usage row and the session's counts written. True if it did."""
+    keys = [draft_key(session_id), lease_key(session_id), history.key(session_id)]
     try:
-        usage_raw = r.eval(
-            _RECOVER, 3, draft_key(session_id), lease_key(session_id), history.key(session_id)
-        )
+        usage_raw = _script(r)(keys=keys, client=r)  # EVALSHA: the script is sent once
     except (redis.RedisError, OSError):
         return False  # reading the history will say what is wrong with Redis
     if not usage_raw:
@@ -166,6 +176,8 @@ def recover(db: Session, r: redis.Redis, *, session_id: uuid.UUID) -> bool:
             error=STOPPED,
             tool_calls=int(usage.get("tool_calls", 0)),
         )
+        held = usage.get("reservation")
+        quota.release(db, uuid.UUID(held) if held else None, user_id=uuid.UUID(usage["user_id"]))
         db.commit()
     except (SQLAlchemyError, LedgerError, KeyError, ValueError) as exc:
         db.rollback()

@@ -56,6 +56,20 @@ LOCKOUTS = Counter("ledger_lockouts_total", "Accounts locked after repeated fail
 QUOTA_REFUSALS = Counter(
     "ledger_quota_refusals_total", "Prompts refused because the daily token quota was used up."
 )
+LLM_HOST_UP = Gauge(
+    "ledger_llm_host_up", "1 while an Ollama host of the pool is taken as up, else 0.", ["host"]
+)
+LLM_HOST_ACTIVE = Gauge(
+    "ledger_llm_host_active", "Replies streaming from each Ollama host (this process).", ["host"]
+)
+LLM_FAILOVERS = Counter(
+    "ledger_llm_failovers_total",
+    "Replies a host could not start, passed on to the next host of the pool.",
+    ["host"],
+)
+DRAINING = Gauge(
+    "ledger_draining", "1 while this process drains (SIGTERM: replies finish, no new browsers)."
+)
 REPLIES_RECOVERED = Counter(
     "ledger_replies_recovered_total",
     "Partial replies saved from a draft after the process writing them stopped.",

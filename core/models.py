@@ -356,3 +356,20 @@ class SessionDocument(Base):
     document_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+class QuotaReservation(Base):
+    """Tokens a chat turn in flight may still use, held against its user's daily quota so two
+    app processes cannot both spend the last of it; deleted when the turn's usage row is
+    written (in the same transaction). A turn whose process died leaves one, which stops
+    counting after its ``expires_at``."""
+
+    __tablename__ = "quota_reservations"
+    __table_args__ = (Index("ix_quota_reservations_user_expires", "user_id", "expires_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

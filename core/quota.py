@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -20,9 +20,12 @@ from core.accounts import Identity
 from core.clock import now
 from core.config import get_settings
 from core.errors import Forbidden, InvalidInput, NotFound, QuotaExceeded
-from core.models import LlmCall, User
+from core.models import LlmCall, QuotaReservation, User
 
 MAX_QUOTA = 10**12
+# A reservation left by a turn whose process died stops counting after this long (a turn
+# lasts at most about LLM_READ_TIMEOUT_SECONDS per chunk; a quarter of an hour is generous).
+RESERVATION_TTL = timedelta(minutes=15)
 
 
 def _today_start() -> datetime:
@@ -93,15 +96,68 @@ def set_daily_quota(db: Session, *, actor: Identity, user_id: uuid.UUID, quota: 
     db.flush()
 
 
-def check_quota(db: Session, *, user_id: uuid.UUID) -> None:
-    """Raise ``QuotaExceeded`` (before any model call) when today's quota is used up."""
+def _refuse(used: int, quota: int) -> QuotaExceeded:
+    metrics.QUOTA_REFUSALS.inc()
+    return QuotaExceeded(
+        f"Daily token quota reached: {used:,} of {quota:,} tokens used today. "
+        "It resets at midnight UTC; an admin can raise it."
+    )
+
+
+def check_quota(db: Session, *, user_id: uuid.UUID) -> int | None:
+    """Raise ``QuotaExceeded`` (before any model call) when today's quota is used up; the
+    quota otherwise (None: unlimited)."""
     quota = daily_quota(db, user_id=user_id)
     if quota is None:
-        return
+        return None
     used = tokens_used_today(db, user_id=user_id)
     if used >= quota:
+        raise _refuse(used, quota)
+    return quota
+
+
+def reserve(db: Session, *, user_id: uuid.UUID, tokens: int) -> uuid.UUID | None:
+    """Hold ``tokens`` (the most a turn can use) against the user's quota for RESERVATION_TTL,
+    or raise ``QuotaExceeded``; None when the user has no quota (nothing is held).
+
+    The user's row is locked for the check, so turns in any number of app processes take
+    turns here: a turn starts only while what was used today plus what turns in flight hold
+    is under the quota. So the quota is never exceeded by more than one turn's reservation.
+    Run inside a transaction; the caller commits.
+    """
+    db.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    quota = daily_quota(db, user_id=user_id)
+    if quota is None:
+        return None
+    used = tokens_used_today(db, user_id=user_id)
+    held = int(
+        db.scalar(
+            select(func.coalesce(func.sum(QuotaReservation.tokens), 0)).where(
+                QuotaReservation.user_id == user_id, QuotaReservation.expires_at > now()
+            )
+        )
+        or 0
+    )
+    if used >= quota:
+        raise _refuse(used, quota)
+    if used + held >= quota:
         metrics.QUOTA_REFUSALS.inc()
         raise QuotaExceeded(
-            f"Daily token quota reached: {used:,} of {quota:,} tokens used today. "
-            "It resets at midnight UTC; an admin can raise it."
+            f"Your daily token quota has {quota - used:,} of {quota:,} tokens left, and the "
+            "replies you have in flight may use them all: wait for them to finish and send it "
+            "again."
+        )
+    row = QuotaReservation(user_id=user_id, tokens=tokens, expires_at=now() + RESERVATION_TTL)
+    db.add(row)
+    db.flush()
+    return row.id
+
+
+def release(db: Session, reservation: uuid.UUID | None, *, user_id: uuid.UUID) -> None:
+    """Drop the user's reservation (the usage row, written in the same transaction, counts)."""
+    if reservation is not None:
+        db.execute(
+            delete(QuotaReservation).where(
+                QuotaReservation.id == reservation, QuotaReservation.user_id == user_id
+            )
         )

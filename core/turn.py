@@ -78,6 +78,7 @@ class Turn(TurnSaving, Iterator[Event]):
         newest: list[history.Message],
         toolbox: ToolBox | None = None,
         grounding: Grounding | None = None,
+        reservation: uuid.UUID | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.r = r
@@ -113,6 +114,7 @@ class Turn(TurnSaving, Iterator[Event]):
         self.toolbox = toolbox
         self.cards: list[ToolCard] = []
         self.grounding = grounding
+        self.reservation = reservation  # tokens held against the quota until the usage row
         self.sources: list[Source] = []  # the excerpts the model was given, numbered
         self.citation_check: Check | None = None  # set when the reply ends (with documents)
         self._begin = threading.Lock()  # starting the reply vs. ending a turn never started
@@ -306,6 +308,7 @@ class Turn(TurnSaving, Iterator[Event]):
             "user_id": str(self.user_id), "model": self.model, "backend": self.backend.name,
             "prompt_tokens": self._prompt_estimate, "completion_tokens": len(self._parts),
             "ttft_ms": first, "duration_ms": elapsed, "tool_calls": len(self.cards),
+            "reservation": str(self.reservation) if self.reservation else None,
         }  # fmt: skip
         return message, usage
 

@@ -18,7 +18,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import citations, drafts, history, metrics, sessions, usage_log
+from core import citations, drafts, history, metrics, quota, sessions, usage_log
 from core.citations import Check, Grounding, Source
 from core.errors import (
     LedgerError,
@@ -81,6 +81,7 @@ class TurnSaving:
     status: history.Status | None
     error: str | None
     cards: list[ToolCard]
+    reservation: uuid.UUID | None
     grounding: Grounding | None
     sources: list[Source]
     citation_check: Check | None
@@ -209,8 +210,12 @@ class TurnSaving:
                 error=self.error,
                 tool_calls=len(self.cards),
             )
+            quota.release(
+                db, self.reservation, user_id=self.user_id
+            )  # the usage row counts from now on
             db.commit()
             self._usage_saved, self._usage_problem, self._counted = True, None, counted
+            self.reservation = None
         except (SQLAlchemyError, LedgerError) as exc:
             db.rollback()
             metrics.STORAGE_ERRORS.labels(service="postgres").inc()

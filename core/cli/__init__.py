@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
+from core.cli import serve as serve_command
 from core.cli import services as service_commands
 from core.errors import LedgerError
 from core.services import explain
@@ -19,9 +20,9 @@ from core.services import explain
 Handler = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-# Answered by cli/services.py alone: `make run`'s prepare step then never imports the feature
-# groups (the terminal chat, pandas), which would cost it about a second on every start.
-CORE_COMMANDS = ("check", "migrate", "prepare")
+# Answered by cli/services.py and cli/serve.py: `make run`'s prepare step then never imports
+# the feature groups (the terminal chat, pandas), which would cost it about a second a start.
+CORE_COMMANDS = ("check", "migrate", "prepare", "serve")
 
 
 def _feature_groups() -> list[Callable[[Subparsers], None]]:
@@ -40,6 +41,7 @@ def build_parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Ledger's command line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     service_commands.register(sub)
+    serve_command.register(sub)
     for register in _feature_groups() if extensions else []:
         register(sub)
     return parser

@@ -33,6 +33,7 @@ from core.llm.llamacpp import (
     default_gguf_path,
 )
 from core.llm.ollama import PROBE_TIMEOUT_SECONDS, OllamaBackend, ollama_models
+from core.llm.pool import HostState, OllamaPool
 
 __all__ = [
     "AUTO_RECHECK_SECONDS",
@@ -43,8 +44,10 @@ __all__ = [
     "Backend",
     "ChatMessage",
     "Chunk",
+    "HostState",
     "LlamaCppBackend",
     "OllamaBackend",
+    "OllamaPool",
     "Reply",
     "ToolCall",
     "Usage",

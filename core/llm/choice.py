@@ -15,6 +15,7 @@ from core.config import Settings, get_settings
 from core.llm.base import Backend
 from core.llm.llamacpp import LlamaCppBackend, default_gguf_path
 from core.llm.ollama import PROBE_TIMEOUT_SECONDS, OllamaBackend, ollama_models
+from core.llm.pool import OllamaPool
 
 AUTO_RECHECK_SECONDS = 30.0
 MODELS_MAX_AGE_SECONDS = 15.0
@@ -34,9 +35,11 @@ _auto: dict[tuple[Any, ...], _AutoChoice] = {}
 
 
 def _ollama_backend(settings: Settings) -> Backend:
+    """One Ollama server, or a pool of them (OLLAMA_HOSTS), kept for the process."""
+    hosts = settings.ollama_host_list
     key = (
         "ollama",
-        settings.ollama_host,
+        tuple(hosts),
         settings.ollama_model,
         settings.llm_connect_timeout_seconds,
         settings.llm_read_timeout_seconds,
@@ -45,13 +48,18 @@ def _ollama_backend(settings: Settings) -> Backend:
     with _select_lock:
         backend = _backends.get(key)
         if backend is None:
-            backend = _backends[key] = OllamaBackend(
-                host=settings.ollama_host,
-                default_model=settings.ollama_model,
-                connect_timeout=settings.llm_connect_timeout_seconds,
-                read_timeout=settings.llm_read_timeout_seconds,
-                fallback_context=settings.llm_context_tokens,
-            )
+            members = [
+                OllamaBackend(
+                    host=host,
+                    default_model=settings.ollama_model,
+                    connect_timeout=settings.llm_connect_timeout_seconds,
+                    read_timeout=settings.llm_read_timeout_seconds,
+                    fallback_context=settings.llm_context_tokens,
+                )
+                for host in hosts
+            ]
+            backend = members[0] if len(members) == 1 else OllamaPool(members)
+            _backends[key] = backend
     return backend
 
 
@@ -73,6 +81,7 @@ def _llamacpp_backend(settings: Settings) -> Backend:
 def _auto_key(settings: Settings) -> tuple[Any, ...]:
     return (
         settings.ollama_host,
+        settings.ollama_hosts,
         settings.ollama_model,
         settings.llamacpp_model_path,
         settings.llm_context_tokens,
@@ -101,7 +110,11 @@ def get_backend(
     if cached is not None and clock() - cached.at < AUTO_RECHECK_SECONDS:
         return cached.backend
     timeout = min(settings.llm_connect_timeout_seconds, PROBE_TIMEOUT_SECONDS)
-    installed = ollama_models(settings.ollama_host, timeout=timeout)
+    installed = None
+    for host in settings.ollama_host_list:  # any host of a pool that has a model will do
+        installed = ollama_models(host, timeout=timeout)
+        if installed:
+            break
     why: str | None = None
     if installed:
         backend = _ollama_backend(settings)

@@ -68,7 +68,7 @@ class OllamaBackend(Backend):
             stream = self._client.chat(
                 model=model,
                 messages=[dict(m) for m in messages],
-                tools=[dict(t) for t in tools] if tools else None,
+                tools=_validated(tools) if tools else None,
                 stream=True,
                 options=dict(options) if options else None,
             )
@@ -200,6 +200,24 @@ class OllamaBackend(Backend):
         if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError):
             return LLMError(f"Ollama at {host} sent a reply this app cannot read.")
         return exc
+
+
+_tools_seen: dict[str, ollama.Tool] = {}
+
+
+def _validated(tools: Sequence[Mapping[str, Any]]) -> list[ollama.Tool]:
+    """The tool specs as the client's ``Tool`` models, each validated once per process (the
+    same few specs go with every request; validating them again cost a chat turn 2 ms)."""
+    found = []
+    for spec in tools:
+        key = json.dumps(spec, sort_keys=True, default=str)
+        tool = _tools_seen.get(key)
+        if tool is None:
+            if len(_tools_seen) > 1000:
+                _tools_seen.clear()
+            tool = _tools_seen[key] = ollama.Tool.model_validate(dict(spec))
+        found.append(tool)
+    return found
 
 
 def _tool_calls(calls: Any) -> tuple[ToolCall, ...]:

@@ -68,6 +68,7 @@ def test_the_stack_has_every_service_the_design_names(services: dict[str, Any]) 
         "ollama-pull",
         "prometheus",
         "grafana",
+        "lb",
     }
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
@@ -172,8 +173,20 @@ def test_prometheus_scrapes_the_app_metrics_endpoint(services: dict[str, Any]) -
     config = load_yaml(ROOT / mount.split(":")[0])
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "ledger")
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert [t for s in job["static_configs"] for t in s["targets"]] == ["app:8501"]
-    assert any(p.endswith(":8501") for p in services["app"]["ports"])
+    # Every replica, found through Docker's DNS, on the port the load balancer uses.
+    assert job["dns_sd_configs"] == [{"names": ["app"], "type": "A", "port": 8501}]
+    assert "ports" not in services["app"]  # only lb is published: app can be scaled
+    assert any(p.endswith(":8501") for p in services["lb"]["ports"])
+
+
+def test_the_load_balancer_runs_the_generated_haproxy_config(services: dict[str, Any]) -> None:
+    from core import balancer
+
+    lb = services["lb"]
+    mount = next(v for v in lb["volumes"] if v.endswith("haproxy.cfg:ro"))
+    assert (ROOT / mount.split(":")[0]).read_text() == balancer.compose_config()
+    assert lb["depends_on"]["app"] == {"condition": "service_healthy"}
+    assert services["app"]["stop_grace_period"] == "150s"  # longer than DRAIN_SECONDS
 
 
 def test_grafana_is_provisioned_from_the_deploy_folder(services: dict[str, Any]) -> None:

@@ -426,6 +426,7 @@ class FakeOllama:
         self._stopping.clear()
         self._server = _Server((self.host, self.port), _Handler)
         self._server.fake = self
+        self.port = self._server.server_address[1]  # started again, it comes back on this port
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
