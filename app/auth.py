@@ -31,7 +31,7 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
-from app.page import IDENTITY_KEY, set_notice, show_error, show_notice
+from app.page import IDENTITY_KEY, LOGIN_VIEW, drop_notice, set_notice, show_error, show_notice
 from core import accounts, clock, cookies, database, login, services
 from core import client_address as address
 from core.accounts import Identity
@@ -274,7 +274,7 @@ def end_session(
     st.session_state.pop(IDENTITY_KEY, None)
     st.session_state.pop(AUTH_KEY, None)
     if text:
-        set_notice(kind, text)
+        set_notice(kind, text, where=LOGIN_VIEW)
 
 
 def reissue_login(at_micros: int) -> None:
@@ -311,17 +311,21 @@ def login_view(wanted: str | None = None) -> None:
     """The login page. ``wanted`` names the page a deep link asked for: after login the
     browser stays on that URL and the page opens."""
     st.title("📒 Ledger")
-    show_notice()
+    notice = st.empty()
+    with notice:
+        show_notice(LOGIN_VIEW)
     if wanted:
         st.info(f"Log in to open {wanted}.")
     authenticator = current_authenticator()
     try:
         authenticator.login(location="main", max_login_attempts=None, key="Login")
-    except LedgerError as exc:
-        show_error(exc)
-        return
-    except LoginError as exc:
-        st.error(f"Login failed: {exc}")
+    except (LedgerError, LoginError) as exc:
+        notice.empty()  # "You are logged out." next to "Too many failed logins" says nothing
+        drop_notice()
+        if isinstance(exc, LedgerError):
+            show_error(exc)
+        else:
+            st.error(f"Login failed: {exc}")
         return
     if st.session_state.get("authentication_status"):
         st.success("Logged in.")

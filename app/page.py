@@ -68,23 +68,36 @@ def show_error(exc: LedgerError) -> None:
 # --- notices -------------------------------------------------------------------------------
 
 
-def set_notice(kind: str, text: str) -> None:
-    """A message for the next run ("Renamed.", "You are logged out.").
+LOGIN_VIEW = "login view"  # where a notice for the login form goes, whatever the URL
 
+
+def set_notice(kind: str, text: str, *, where: str | None = None) -> None:
+    """A message for the next run of a page ("Renamed.", "You are logged out.").
+
+    ``where`` is the page it belongs to: by default the one this run shows; ``LOGIN_VIEW``
+    for the login form (after Logout or registration). Another page never shows it: a
+    "Session deleted." must not follow the analyst to the Usage page.
     It lives a few seconds rather than one run: after a cookie change the login library's
     component reports the new cookies and Streamlit runs the page once more, which would
     swallow a show-once message.
     """
-    st.session_state[NOTICE_KEY] = (kind, text, time.monotonic() + NOTICE_SECONDS)
+    page = where or st.session_state.get("page", "")
+    st.session_state[NOTICE_KEY] = (kind, text, time.monotonic() + NOTICE_SECONDS, page)
 
 
-def show_notice() -> None:
+def drop_notice() -> None:
+    """Forget the notice (something newer says more: a failed login after "logged out")."""
+    st.session_state.pop(NOTICE_KEY, None)
+
+
+def show_notice(where: str | None = None) -> None:
+    """Show the notice left for this page (``where``: by default the one this run shows)."""
     notice = st.session_state.get(NOTICE_KEY)
     if not notice:
         return
-    kind, text, until = notice
-    if time.monotonic() > until:
-        del st.session_state[NOTICE_KEY]
+    kind, text, until, page = notice
+    if time.monotonic() > until or page != (where or st.session_state.get("page", "")):
+        drop_notice()
         return
     show: Callable[[str], Any] = {"success": st.success, "warning": st.warning}.get(kind, st.info)
     show(text)

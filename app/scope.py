@@ -15,11 +15,12 @@ ALL = "all"
 
 def pick(user: Identity, *, label: str, me: str) -> uuid.UUID | None:
     """The ``user_id`` for core queries: analysts always get their own; admins choose
-    themselves, everyone (None) or one user."""
+    everyone (None, the first view: what an administrator opens these pages for), themselves
+    or one user."""
     if not user.is_admin:
         return access.scope(user)
     people: dict[uuid.UUID | str, str] = {c.id: c.label for c in write(access.user_choices)}
-    options: list[uuid.UUID | str] = [user.id, ALL, *[uid for uid in people if uid != user.id]]
+    options: list[uuid.UUID | str] = [ALL, user.id, *[uid for uid in people if uid != user.id]]
     names: dict[uuid.UUID | str, str] = {**people, user.id: me, ALL: "All users"}
     whose = st.selectbox(label, options, format_func=lambda o: names[o], key="whose")
     if whose == ALL:

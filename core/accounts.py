@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core import clock, throttle
 from core.config import Settings, get_settings
-from core.errors import AuthenticationFailed, Conflict, InvalidInput, TooManyRequests
+from core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, TooManyRequests
 from core.models import ROLES, LoginAttempt, LoginToken, User
 from core.passwords import hash_password, verify_password
 
@@ -209,6 +209,14 @@ def get_by_id(db: Session, *, user_id: uuid.UUID) -> User | None:
     return db.get(User, user_id)
 
 
+def email_of(db: Session, *, user_id: uuid.UUID) -> str:
+    """The user's email address (shown on their Account page)."""
+    email = db.scalar(select(User.email).where(User.id == user_id))
+    if email is None:
+        raise NotFound("User not found.")
+    return str(email)
+
+
 def create_user(
     db: Session,
     *,
@@ -374,6 +382,17 @@ def logout_everywhere(db: Session, *, user_id: uuid.UUID) -> None:
         .where(LoginToken.user_id == user_id, LoginToken.revoked_at.is_(None))
         .values(revoked_at=clock.now())
     )
+
+
+def change_display_name(db: Session, *, user_id: uuid.UUID, display_name: str) -> str:
+    """The user renames themselves (the name others see); returns the name as stored."""
+    name = validate_display_name(display_name)
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound("User not found.")
+    user.display_name = name
+    db.flush()
+    return name
 
 
 def change_password(

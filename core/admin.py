@@ -66,22 +66,32 @@ class UserSummary:
 
 
 def users_frame(users: list[UserSummary], *, now: datetime) -> pd.DataFrame:
-    """The admin page's table of accounts: one row per user, usage totals included."""
+    """The admin page's table of accounts: one row per user, usage totals included, the
+    columns an administrator scans first on the left (email and creation date last).
+    A user who never logged in has no "last login" (NaT), even when nobody has."""
     import pandas as pd  # here: `make run`'s prepare step imports this module, not pandas
 
     return pd.DataFrame(
         {
             "username": [u.username for u in users],
             "display name": [u.display_name for u in users],
-            "email": [u.email for u in users],
             "role": [u.role for u in users],
             "status": [u.status(now=now) for u in users],
-            "last login": [u.last_login_at for u in users],
+            "last login": pd.to_datetime(pd.Series([u.last_login_at for u in users]), utc=True),
             "requests": [u.requests for u in users],
             "tokens": [u.tokens for u in users],
-            "created": [u.created_at for u in users],
+            "email": [u.email for u in users],
+            "created": pd.to_datetime(pd.Series([u.created_at for u in users]), utc=True),
         }
     )
+
+
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as the page shows it: times as "2026-12-06 09:30" (UTC), no time "never"."""
+    shown = frame.copy()
+    for column in ("last login", "created"):
+        shown[column] = shown[column].dt.strftime("%Y-%m-%d %H:%M").fillna("never")
+    return shown
 
 
 def require_admin(db: Session, *, actor_id: uuid.UUID) -> User:

@@ -69,6 +69,11 @@ class QuotaStatus:
     def fraction_used(self) -> float | None:
         return None if not self.quota else min(1.0, self.used / self.quota)
 
+    def describe(self) -> str:
+        """What applies, in words: "the default, 50,000 tokens a day", "unlimited (own)"."""
+        amount = "unlimited" if self.quota is None else f"{self.quota:,} tokens a day"
+        return f"the default, {amount}" if self.source == "default" else f"{amount} (own quota)"
+
 
 def quota_status(db: Session, *, user_id: uuid.UUID) -> QuotaStatus:
     override = db.scalar(select(User.daily_token_quota).where(User.id == user_id))
@@ -80,8 +85,11 @@ def quota_status(db: Session, *, user_id: uuid.UUID) -> QuotaStatus:
     )
 
 
-def set_daily_quota(db: Session, *, actor: Identity, user_id: uuid.UUID, quota: int | None) -> None:
-    """An admin sets a user's daily quota: a number of tokens, 0 = unlimited, None = default."""
+def set_daily_quota(
+    db: Session, *, actor: Identity, user_id: uuid.UUID, quota: int | None
+) -> QuotaStatus:
+    """An admin sets a user's daily quota: a number of tokens, 0 = unlimited, None = default.
+    Returns what applies now (to say so)."""
     if not actor.is_admin:
         raise Forbidden("Only administrators can change a user's token quota.")
     if quota is not None:
@@ -94,6 +102,7 @@ def set_daily_quota(db: Session, *, actor: Identity, user_id: uuid.UUID, quota: 
         raise NotFound("User not found.")
     user.daily_token_quota = quota
     db.flush()
+    return quota_status(db, user_id=user_id)
 
 
 def _refuse(used: int, quota: int) -> QuotaExceeded:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from app.page import current_user, header, set_notice, show_error, write
+from app.page import apply, current_user, header, set_notice, show_error, write
 from core import accounts, cookies
 from core.errors import LedgerError
 from core.text import escape_markdown
 
 user = current_user()
 header("Account", "Your details, your password, and where you are logged in.")
+try:
+    email = write(lambda d: accounts.email_of(d, user_id=user.id))
+except LedgerError as exc:
+    show_error(exc)
+    email = "—"
 st.markdown(
-    f"**{escape_markdown(user.display_name)}** · username `{user.username}` · role {user.role}"
+    f"**{escape_markdown(user.display_name)}** · username `{user.username}` · "
+    f"email {escape_markdown(email)} · role {user.role}"
 )
+with st.form("display_name"):
+    name = st.text_input("Display name", user.display_name, key="account_display_name")
+    rename = st.form_submit_button("Save display name", key="name_submit")
+if rename and name != user.display_name:
+    apply(
+        lambda d: accounts.change_display_name(d, user_id=user.id, display_name=name),
+        lambda stored: f"Display name changed to {escape_markdown(stored)}.",
+    )
 
 st.subheader("Change password")
 if user.must_change_password:
@@ -28,7 +42,7 @@ with st.form("change_password", clear_on_submit=True):
         help="At least 12 characters, not your username.",
     )
     confirm = st.text_input("Repeat new password", type="password", key="pw_confirm")
-    change = st.form_submit_button("Change password", type="primary")
+    change = st.form_submit_button("Change password", type="primary", key="pw_submit")
 if change:
     try:
         cutoff = write(

@@ -14,6 +14,7 @@ from core.models import ROLES
 from core.text import escape_markdown
 
 ONE_TIME = "_admin_one_time"  # (username, password): shown once, on the next run
+CONFIRM_RESET = "_admin_confirm_reset"  # the account whose reset waits for "Yes, reset it"
 
 me = require_admin()
 header("Admin", "Every account with its usage: enable or disable, change roles, reset passwords.")
@@ -40,13 +41,18 @@ except LedgerError as exc:
     show_error(exc)
     st.stop()
 now = clock.now()
-when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", timezone="UTC")
-count = st.column_config.NumberColumn(format="localized")
+count = st.column_config.NumberColumn(format="localized", width="small")
 table(
-    admin.users_frame(users, now=now),
+    admin.for_display(admin.users_frame(users, now=now)),
     hide_index=True,
     width="stretch",
-    column_config={"last login": when, "created": when, "requests": count, "tokens": count},
+    column_config={
+        "role": st.column_config.TextColumn(width="small"),
+        "last login": st.column_config.TextColumn("last login (UTC)"),
+        "created": st.column_config.TextColumn("created (UTC)"),
+        "requests": count,
+        "tokens": count,
+    },
 )
 
 st.subheader("Manage an account")
@@ -70,9 +76,21 @@ if target is not None:
             act(admin.set_role, f"{label} is now {role}.", user_id=target.id, role=role)
     with right:
         if st.button("Reset password", key="admin_reset"):
+            st.session_state[CONFIRM_RESET] = target.id
+    if st.session_state.get(CONFIRM_RESET) == target.id:
+        st.warning(
+            f"Reset the password of **{label}**? Their password stops working at once and "
+            "their browsers are logged out; you get a one-time password to hand over."
+        )
+        yes, no = st.columns(2)
+        if no.button("Cancel", key="admin_reset_cancel"):
+            st.session_state.pop(CONFIRM_RESET, None)
+            st.rerun()
+        if yes.button("Yes, reset it", type="primary", key="admin_reset_yes"):
             who = target.username
 
             def keep(password: str) -> None:
+                st.session_state.pop(CONFIRM_RESET, None)
                 st.session_state[ONE_TIME] = (who, password)
 
             act(admin.reset_password, f"Password of {label} reset.", keep, user_id=target.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from app.page import header, set_notice, show_error, store, write
+from app.page import LOGIN_VIEW, header, set_notice, show_error, store, write
 from core import accounts
 from core.config import get_settings
 from core.errors import Conflict, InvalidInput, LedgerError
@@ -72,7 +72,11 @@ if submitted:
             show_error(exc)
             st.stop()
         else:
-            set_notice("success", f"Account {escape_markdown(created)} created: log in below.")
+            set_notice(
+                "success",
+                f"Account {escape_markdown(created)} created: log in below.",
+                where=LOGIN_VIEW,
+            )
             st.switch_page(auth.PAGES / "login.py")
     for field, message in problems.items():
         st.error(f"**{LABELS.get(field, field)}**: {message}")

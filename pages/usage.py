@@ -33,15 +33,18 @@ def quota_panel(uid: uuid.UUID) -> None:
     st.caption(f"Days are UTC; today's count resets at {status.resets_at:%Y-%m-%d %H:%M} UTC.")
     if user.is_admin:
         with st.expander("Change this user's daily quota"):
-            default_too = st.checkbox(
-                "Use the default (DAILY_TOKEN_QUOTA)", status.source == "default"
-            )
-            value = st.number_input("Tokens per day (0 = unlimited)", 0, 10**12, limit or 0, 1000)
+            kinds = ("The default (DAILY_TOKEN_QUOTA)", "Its own quota")
+            kind = st.radio("Quota", kinds, int(status.source != "default"), horizontal=True)
+            own = kind == kinds[1]
+            if own:
+                value = st.number_input(
+                    "Tokens per day (0 = unlimited)", 0, 10**12, limit or 0, 1000
+                )
             if st.button("Save quota"):
-                new = None if default_too else int(value)
+                new = int(value) if own else None
                 apply(
                     lambda d: quota.set_daily_quota(d, actor=user, user_id=uid, quota=new),
-                    "Quota saved.",
+                    lambda now_applies: f"Quota saved: {now_applies.describe()}.",
                 )
 
 

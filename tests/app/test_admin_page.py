@@ -136,7 +136,14 @@ def test_a_reset_password_replaces_the_old_one_until_the_user_chooses_theirs(
     make_user("boss", "admin")
     make_user("alice")
     at = manage(admin_page(), "alice")
+    before = stored("alice").password_hash
     at.button(key="admin_reset").click().run()
+    assert "Reset the password of **alice**?" in at.warning[0].value  # asks first
+    assert not at.code and stored("alice").password_hash == before
+    at.button(key="admin_reset_cancel").click().run()
+    assert not at.warning and stored("alice").password_hash == before
+    at.button(key="admin_reset").click().run()
+    at.button(key="admin_reset_yes").click().run()
     assert notices(at) == ["Password of alice reset."]
     (one_time,) = [c.value for c in at.code]
     assert "One-time password for **alice**" in at.warning[0].value
@@ -168,9 +175,9 @@ def test_the_last_login_column_shows_each_users_last_login(now: list[datetime]) 
     login(browser(), "alice")  # the latest login counts
     now[0] += timedelta(minutes=5)
     rows = table(admin_page())
-    assert rows["alice"]["last login"] == pd.Timestamp(T0 + timedelta(hours=2, minutes=30))
-    assert rows["boss"]["last login"] == pd.Timestamp(T0 + timedelta(hours=2, minutes=35))
-    assert pd.isna(rows["bob"]["last login"])  # never logged in
+    assert rows["alice"]["last login"] == f"{T0 + timedelta(hours=2, minutes=30):%Y-%m-%d %H:%M}"
+    assert rows["boss"]["last login"] == f"{T0 + timedelta(hours=2, minutes=35):%Y-%m-%d %H:%M}"
+    assert rows["bob"]["last login"] == "never"
     assert stored("alice").last_login_at == T0 + timedelta(hours=2, minutes=30)
 
 

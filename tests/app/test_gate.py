@@ -92,6 +92,8 @@ def test_register_then_login_opens_chat_and_logout_closes_the_gate(jar: dict[str
     assert page(at) == "Login"
     assert signed_in(at) is None and at.success[0].value == "You are logged out."
     assert [t.label for t in at.text_input] == ["Username", "Password"]
+    login(at, "zoe.analyst", "not the password")  # within the notice's few seconds
+    assert errors(at) == ["Wrong username or password."] and not at.success  # only the news
 
 
 def test_wrong_password_and_unknown_user_read_the_same(jar: dict[str, str]) -> None:
@@ -246,7 +248,7 @@ def test_password_change_ends_other_sessions_and_refuses_old_cookies(
     mine.text_input(key="pw_current").input(PASSWORD)
     mine.text_input(key="pw_new").input("a brand new passphrase")
     mine.text_input(key="pw_confirm").input("a brand new passphrase")
-    mine.button[0].click().run()
+    mine.button(key="pw_submit").click().run()
     assert page(mine) == "Account" and signed_in(mine) is not None  # this browser continues
     assert "Password changed" in mine.success[0].value
 
@@ -339,6 +341,7 @@ def test_a_one_time_password_is_shown_once_and_must_be_replaced(
     boss = login(browser(), "boss").switch_page("../pages/admin.py").run()
     boss.selectbox(key="admin_user").select("alice").run()
     boss.button(key="admin_reset").click().run()
+    boss.button(key="admin_reset_yes").click().run()
     (shown,) = [c.value for c in boss.code]
     boss.run()
     assert not boss.code  # once
@@ -350,7 +353,7 @@ def test_a_one_time_password_is_shown_once_and_must_be_replaced(
     alice.text_input(key="pw_current").input(shown)
     alice.text_input(key="pw_new").input("my own passphrase now")
     alice.text_input(key="pw_confirm").input("my own passphrase now")
-    alice.button[0].click().run()
+    alice.button(key="pw_submit").click().run()
     assert page(alice) == "Account" and not signed_in(alice).must_change_password  # type: ignore[union-attr]
     assert sidebar.links() == {"": ["Chat", "Sessions", "Data", "Documents", "Usage", "Account"]}
     alice.switch_page("../pages/chat.py").run()
@@ -559,3 +562,18 @@ def test_login_cookies_are_secure_when_served_over_https_and_always_same_site_st
     assert len(cookie_writes) == 2
     assert {write["name"] for write in cookie_writes} == {"ledger_auth"}
     assert {(w.get("secure", False), w["sameSite"]) for w in cookie_writes} == {(secure, "strict")}
+
+
+def test_the_account_page_shows_the_email_and_renames_the_user(jar: dict[str, str]) -> None:
+    make_user()
+    at = login(browser(), "alice").switch_page("../pages/account.py").run()
+    assert "email alice\\@example\\.com" in at.markdown[0].value
+    at.text_input(key="account_display_name").set_value("   ")
+    at.button(key="name_submit").click().run()
+    assert errors(at) == ["Display name must not be empty."]
+    at.text_input(key="account_display_name").set_value("Alice  <i>Chen</i>")
+    at.button(key="name_submit").click().run()
+    assert at.success[0].value == "Display name changed to Alice \\<i\\>Chen\\<\\/i\\>."
+    identity = signed_in(at)
+    assert identity is not None and identity.display_name == "Alice <i>Chen</i>"
+    assert "Alice \\<i\\>Chen\\<\\/i\\>" in at.sidebar.caption[0].value

@@ -71,7 +71,7 @@ def change(at: AppTest, current: str, new: str, confirm: str) -> AppTest:
     at.text_input(key="pw_current").input(current)
     at.text_input(key="pw_new").input(new)
     at.text_input(key="pw_confirm").input(confirm)
-    return at.button[0].click().run()
+    return at.button(key="pw_submit").click().run()
 
 
 REFUSED = {

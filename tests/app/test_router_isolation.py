@@ -59,7 +59,7 @@ def calls(dbs: Session, owner: User, sid: uuid.UUID, tokens: list[int]) -> None:
 @pytest.fixture
 def world(jar: dict[str, str], dbs: Session, r: redis.Redis) -> dict[str, Any]:
     alice, bob = make_user(dbs, "alice"), make_user(dbs, "bob")
-    make_user(dbs, "root", "admin")
+    root = make_user(dbs, "root", "admin")
     ids = {
         "alice_chat": conversation(
             dbs, r, alice, "Alice's budget", ["EBITDA bridge", "Here it is"]
@@ -73,7 +73,7 @@ def world(jar: dict[str, str], dbs: Session, r: redis.Redis) -> dict[str, Any]:
     calls(dbs, alice, ids["alice_chat"], [10, 20])
     calls(dbs, bob, ids["bob_chat"], [100, 200, 300])
     dbs.commit()
-    return {"alice": alice, "bob": bob, **ids}
+    return {"alice": alice, "bob": bob, "root": root, **ids}
 
 
 def rendered(at: AppTest) -> dict[str, list[str]]:
@@ -278,6 +278,8 @@ def test_admin_pages_refuse_an_analyst_even_without_the_router(
 
 def test_an_admin_can_look_at_one_user_or_everyone(world: dict[str, Any]) -> None:
     at = go(login(browser(), "root"), "sessions")
+    assert len(titles(at)) == 4  # an administrator opens on everyone's
+    at.selectbox(key="whose").set_value(world["root"].id).run()
     assert titles(at) == []  # the admin's own sessions: none
     at.selectbox(key="whose").set_value(world["bob"].id).run()
     assert titles(at) == [title("Bob's merger"), title("Bob's old deal")]
@@ -327,3 +329,16 @@ def test_login_chat_then_find_the_session_and_the_request(
     assert shown["Prompt tokens"] == f"{call.prompt_tokens:,}"
     assert shown["Completion tokens"] == "5"
     assert shown["Tokens used today"] == f"{call.prompt_tokens + 5:,}"
+
+
+def test_a_notice_stays_on_the_page_that_earned_it(world: dict[str, Any]) -> None:
+    at = go(login(browser(), "alice"), "sessions")
+    sid = world["alice_chat"]
+    at.button(key=f"manage-{sid}").click().run()
+    at.text_input(key=f"title-{sid}").set_value("Alice's bridge").run()
+    at.button(key=f"rename-{sid}").click().run()
+    assert [s.value for s in at.success] == ["Renamed."]
+    go(at, "usage")  # within the notice's few seconds
+    assert page(at) == "Usage" and not at.success
+    go(at, "sessions")
+    assert not at.success  # and it is gone, not waiting for a return

@@ -168,20 +168,25 @@ def test_admin_sees_everyone_then_one_user_and_sets_their_quota(
     page: Page, people: dict[str, Identity], dbs: Session
 ) -> None:
     at = page("usage", people["root"]).run()
-    assert [i.value for i in at.info][-1].startswith("No requests between")  # root has none
-    at.selectbox[0].set_value("all").run()
-    assert metrics(at)["Requests"] == "5"
+    assert metrics(at)["Requests"] == "5"  # an administrator opens on everyone
     assert "Tokens used today" not in metrics(at)  # no quota for "everyone"
+    at.selectbox[0].set_value(people["root"].id).run()
+    assert [i.value for i in at.info][-1].startswith("No requests between")  # root has none
     at.selectbox[0].set_value(people["ben"].id).run()
     assert metrics(at)["Requests"] == "1"
     assert metrics(at)["Remaining today"] == "unlimited"
-    at.checkbox[0].uncheck().run()
+    assert not at.number_input  # the default applies: no number to type that would be ignored
+    at.radio[0].set_value("Its own quota").run()
     at.number_input[0].set_value(5000).run()
     at.button[0].click().run()
     assert not at.exception
-    assert [s.value for s in at.success] == ["Quota saved."]
+    assert [s.value for s in at.success] == ["Quota saved: 5,000 tokens a day (own quota)."]
     assert quota.daily_quota(dbs, user_id=people["ben"].id) == 5000
     assert metrics(at)["Remaining today"] == "5,000"
+    at.radio[0].set_value("The default (DAILY_TOKEN_QUOTA)").run()
+    at.button[0].click().run()
+    assert [s.value for s in at.success] == ["Quota saved: the default, unlimited."]
+    assert metrics(at)["Remaining today"] == "unlimited"
 
 
 def test_an_analyst_cannot_pick_other_users(page: Page, people: dict[str, Identity]) -> None:

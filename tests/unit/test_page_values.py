@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+
 from core import admin, llm
 
 NOW = datetime(2026, 4, 10, 9, 30, tzinfo=UTC)
@@ -45,6 +47,21 @@ def test_the_admin_table_has_one_row_per_account_with_usage_totals() -> None:
     assert list(frame["username"]) == ["ann", "bo"]
     assert list(frame["status"]) == ["active", "disabled"]
     assert list(frame["tokens"]) == [15, 15]
+    assert list(frame.columns)[:7] == [
+        "username",
+        "display name",
+        "role",
+        "status",
+        "last login",
+        "requests",
+        "tokens",
+    ]  # what an administrator scans first, before email and creation date
+
+
+def test_nobody_having_logged_in_reads_never_not_none() -> None:
+    frame = admin.users_frame([summary(), summary(username="bo")], now=NOW)
+    assert isinstance(frame["last login"].dtype, pd.DatetimeTZDtype)
+    assert list(admin.for_display(frame)["last login"]) == ["never", "never"]
 
 
 def test_the_model_picker_offers_the_default_first_when_it_is_not_installed() -> None:
