@@ -42,7 +42,7 @@ CHECK_COMPILERS := $(FIND_COMPILERS); \
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run test test-fast lint typecheck pytest test-services migrate lock clean browser balancer screenshots compilers
+.PHONY: help install run test test-fast lint typecheck pytest test-services migrate lock clean browser balancer screenshots compilers notebook
 
 help:
 	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
@@ -51,6 +51,7 @@ help:
 	@echo "make test-fast       unit and AppTest tests only (the edit loop, under a minute)"
 	@echo "make test-services   integration tests against TEST_DATABASE_URL / TEST_REDIS_URL"
 	@echo "make screenshots     regenerate docs/screenshots/*.png (demo data, headless Chromium)"
+	@echo "make notebook        JupyterLab on notebooks/, with the app's data (installs it once)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || { \
@@ -93,6 +94,17 @@ run: install
 	fi; \
 	$(call FIND_HAPROXY,error,); \
 	exec $(BIN)/python -m core serve --workers $(WORKERS) --port $(PORT) --host $(HOST)
+
+# `make notebook`: JupyterLab (the optional extra "notebook", installed once into .venv) on
+# notebooks/, reading the app's data: the embedded servers under DATA_DIR or the configured URLs.
+NOTEBOOK_STAMP := $(VENV)/.notebook
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,notebook]'
+	@touch $@
+
+notebook: $(NOTEBOOK_STAMP)
+	@$(BIN)/python -m core prepare
+	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.root_dir=notebooks
 
 lint: install
 	$(BIN)/ruff check .

@@ -52,7 +52,7 @@ def show_message(message: dict[str, Any]) -> None:
             else:
                 show_card(part)
         note = chat_display.status_note(message)
-        if note and message.get("status") == "interrupted":
+        if note and message.get("status") in ("interrupted", "truncated"):
             st.warning(note, icon=":material/stop_circle:")
         elif note:
             st.error(note)

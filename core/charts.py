@@ -9,7 +9,12 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-OUTCOME_COLOURS = {"ok": "#2e7d32", "cancelled": "#9e9e9e", "error": "#c62828"}
+OUTCOME_COLOURS = {
+    "ok": "#2e7d32",
+    "truncated": "#ef6c00",
+    "cancelled": "#9e9e9e",
+    "error": "#c62828",
+}
 
 
 def latency_long(latency: pd.DataFrame) -> pd.DataFrame:

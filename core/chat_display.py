@@ -40,6 +40,10 @@ def status_note(message: Mapping[str, Any]) -> str | None:
         return str(message.get("error") or "") or (
             "Reply stopped before the end (Stop pressed or page left); the text above is partial."
         )
+    if status == "truncated":
+        return (
+            str(message.get("error") or "") or "Reply cut off before the end: it is not complete."
+        )
     if status == "error":
         return f"Reply failed: {message.get('error') or 'unknown error'}"
     return None

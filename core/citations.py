@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.retrieval import MARK_END, MARK_START, Hit
-from core.text import escape_markdown
+from core.text import escape_markdown_light
 
 OPEN, CLOSE = "<<<", ">>>"  # around each source's text in the prompt
 LONG_REPLY_WORDS = 40  # a reply this long that cites nothing is flagged
@@ -242,10 +242,10 @@ def markdown(message: Mapping[str, Any]) -> str:
     sources, checked = of_message(message)
     lines = ["**Sources**", ""] if sources else []
     for source in sources:
-        heading = f" · {escape_markdown(source.heading)}" if source.heading else ""
-        excerpt = escape_markdown(" ".join(source.text.split()))
-        title = f"[{source.number}] {escape_markdown(source.label)}{heading}"
+        heading = f" · {escape_markdown_light(source.heading)}" if source.heading else ""
+        excerpt = escape_markdown_light(" ".join(source.text.split()))
+        title = f"[{source.number}] {escape_markdown_light(source.label)}{heading}"
         lines += [title, "", f"> {excerpt}", ""]
     for problem in checked.problems() if checked else []:
-        lines += [f"> ⚠ {escape_markdown(problem)}", ""]
+        lines += [f"> ⚠ {escape_markdown_light(problem)}", ""]
     return "\n".join(lines).rstrip()

@@ -27,13 +27,16 @@ _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker[Session]] = {}
 
 
+POOL_SIZE, MAX_OVERFLOW = 10, 20  # per process: at most 30 connections
+
+
 def make_engine(url: str) -> Engine:
     """An engine with settings that suit a Streamlit server (many short transactions)."""
     try:
         engine = create_engine(
             url,
-            pool_size=10,
-            max_overflow=20,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
             pool_timeout=10,
             connect_args={"connect_timeout": 5, "application_name": "ledger"},
         )

@@ -153,10 +153,10 @@ def to_markdown(
     its number, role, time and status, its tool cards where they stood, and its stats."""
     row = summary(db, user_id=user_id, session_id=session_id)
     lines = [
-        f"# {text.escape_markdown(row.title)}",
+        f"# {text.escape_markdown_light(row.title)}",
         "",
         f"- Session: `{row.id}`",
-        f"- Owner: {text.escape_markdown(row.username)}",
+        f"- Owner: {text.escape_markdown_light(row.username)}",
         f"- Model: {text.code_span(row.model) if row.model else 'unknown'}",
         f"- Started: {_fmt_ts(row.created_at.isoformat())}; "
         f"last activity: {_fmt_ts(row.updated_at.isoformat())}",
@@ -179,7 +179,8 @@ def to_markdown(
         if message.get("sources") or message.get("citations"):
             lines += ["", citations.markdown(message)]
         if message.get("error"):
-            lines += ["", f"> Error: {text.escape_markdown(str(message['error']))}"]
+            label = "Error" if status == "error" else "Note"
+            lines += ["", f"> {label}: {text.escape_markdown_light(str(message['error']))}"]
         if message.get("stats"):
             lines += ["", f"> {text.code_span(_fmt_stats(message['stats']))}"]
     # A lone surrogate has no UTF-8 form: it becomes U+FFFD in this readable document.

@@ -16,7 +16,7 @@ import redis
 from core.clock import now
 
 Role = Literal["system", "user", "assistant"]
-Status = Literal["complete", "interrupted", "error"]
+Status = Literal["complete", "truncated", "interrupted", "error"]
 
 
 class Message(TypedDict):

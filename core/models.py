@@ -37,7 +37,7 @@ NAMING = {
 }
 
 ROLES = ("user", "admin")
-OUTCOMES = ("ok", "error", "cancelled")
+OUTCOMES = ("ok", "truncated", "error", "cancelled")
 
 
 class Base(DeclarativeBase):
@@ -161,7 +161,7 @@ class LlmCall(Base):
 
     __tablename__ = "llm_calls"
     __table_args__ = (
-        CheckConstraint("outcome IN ('ok', 'error', 'cancelled')", name="outcome"),
+        CheckConstraint("outcome IN ('ok', 'truncated', 'error', 'cancelled')", name="outcome"),
         # A user's range (quota check, one user's exact percentiles) and everyone's range, both
         # covering what those queries read, so they are index-only scans (migration 0004).
         Index(

@@ -190,6 +190,25 @@ def escape_markdown(text: str) -> str:
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
+_INLINE_SPECIAL = frozenset("\\`*_[]<|~")
+_LINE_START = re.compile(r"(?m)^([ \t]*)([#>+=-])")
+_ORDERED = re.compile(r"(?m)^([ \t]*\d+)([.)])")
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+
+
+def escape_markdown_light(text: str) -> str:
+    """Text for a Markdown document read outside the app (an export): shown literally by any
+    CommonMark viewer, yet readable as plain text. Only what can start a construct is
+    escaped: emphasis, code, links and images, tables, strikethrough, HTML (``<`` only:
+    ``\\<b>`` is never a tag), entities, and headings, quotes and list markers at a line's
+    start. ``ana.analyst`` stays as it is; ``escape_markdown`` (every punctuation mark) is
+    for Streamlit, whose extensions make ``:`` and ``$`` special too."""
+    out = "".join("\\" + ch if ch in _INLINE_SPECIAL else ch for ch in text)
+    out = _ENTITY.sub("\\&", out)
+    out = _LINE_START.sub(r"\1\\\2", out)
+    return _ORDERED.sub(r"\1\\\2", out)
+
+
 def code_span(text: str) -> str:
     """``text`` as a Markdown code span, shown verbatim whatever backticks it holds."""
     flat = " ".join(text.split())

@@ -132,18 +132,18 @@ class ToolCard:
     def markdown(self, *, max_rows: int = MAX_STORED_ROWS) -> str:
         """The card as a Markdown block (exports, the terminal client): what ran and its
         result, every cell escaped, formula-like text cells inert (``core.cells``)."""
-        lines = [f"> **Tool: {text.escape_markdown(self.title)}**"]
+        lines = [f"> **Tool: {text.escape_markdown_light(self.title)}**"]
         if self.detail:
             lines += ["", "```" + ("sql" if self.name == "run_sql" else ""), self.detail, "```"]
         if not self.ok:
-            lines += ["", f"> Refused: {text.escape_markdown(self.error or 'unknown error')}"]
+            lines += ["", f"> Refused: {text.escape_markdown_light(self.error or 'unknown error')}"]
         elif self.value is not None:
             lines += ["", f"> Result: `{self.value!r}`"]
         elif self.columns:
-            header = [text.escape_markdown(str(c)) for c in self.columns]
+            header = [text.escape_markdown_light(str(c)) for c in self.columns]
             lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             for row in self.rows[:max_rows]:
-                shown = [text.escape_markdown(str(cells.inert_cell(v))) for v in row]
+                shown = [text.escape_markdown_light(str(cells.inert_cell(v))) for v in row]
                 lines.append("| " + " | ".join(shown) + " |")
             shown_rows = min(len(self.rows), max_rows)
             if self.total_rows > shown_rows or self.truncated:

@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from core import context_window, drafts, history, metrics
+from core import context_window, drafts, history, metrics, repetition
 from core.citations import Check, Grounding, Source
 from core.config import Settings
 from core.errors import InvalidInput, LedgerError, LLMError
@@ -118,6 +118,7 @@ class Turn(TurnSaving, Iterator[Event]):
         self.sources: list[Source] = []  # the excerpts the model was given, numbered
         self.citation_check: Check | None = None  # set when the reply ends (with documents)
         self._begin = threading.Lock()  # starting the reply vs. ending a turn never started
+        self._loop: str | None = None  # the unit a looping reply kept repeating (stopped)
 
     # --- iterator protocol ---------------------------------------------------------------
 
@@ -240,10 +241,10 @@ class Turn(TurnSaving, Iterator[Event]):
                 drafts.track(self.r, self.session_id, self._draft)
             while True:
                 calls = yield from self._stream_round(messages, totals)
-                if not calls or self._cancel.is_set():
+                if not calls or self._cancel.is_set() or self._loop is not None:
                     break
                 yield from self._call_tools(messages, calls)
-            outcome = "cancelled" if self._cancel.is_set() else "ok"
+            outcome, error = self._ending(totals)
         except (GeneratorExit, KeyboardInterrupt):
             outcome = "cancelled"
             raise
@@ -256,6 +257,24 @@ class Turn(TurnSaving, Iterator[Event]):
         finally:
             metrics.LLM_ACTIVE_STREAMS.dec()
             self._finish(outcome, error, totals.usage())
+
+    def _ending(self, totals: _Totals) -> tuple[str, str | None]:
+        """How a stream that ran to its end (or was stopped) ended: the outcome and the note.
+        "truncated": the reply is not whole although nothing failed (the length limit, or a
+        loop stopped early); its text is kept, marked, and counted like any reply."""
+        if self._cancel.is_set():
+            return "cancelled", None
+        if self._loop is not None:
+            return "truncated", repetition.describe(self._loop)
+        if totals.done_reason == "length":
+            limit = self._options.get("num_predict")
+            return "truncated", (
+                f"Cut off at the length limit ({limit:,} tokens): the reply is not complete. "
+                "Ask for the rest, or for a shorter answer."
+                if isinstance(limit, int)
+                else "Cut off at the length limit: the reply is not complete."
+            )
+        return "ok", None
 
     def _stream_round(
         self, messages: list[ChatMessage], totals: _Totals
@@ -281,6 +300,11 @@ class Turn(TurnSaving, Iterator[Event]):
                     yield chunk.text
                     if self._cancel.is_set():
                         break
+                    if len(self._parts) % repetition.CHECK_EVERY == 0:
+                        span = repetition.REPEATS * repetition.MAX_UNIT  # parts hold 1+ chars
+                        self._loop = repetition.loop_unit("".join(self._parts[-span:]))
+                        if self._loop is not None:
+                            break
         finally:
             close = getattr(stream, "close", None)
             if close is not None:

@@ -35,6 +35,7 @@ SessionFactory = Callable[[], Session]
 
 OUTCOME_STATUS: dict[str, history.Status] = {
     "ok": "complete",
+    "truncated": "truncated",
     "cancelled": "interrupted",
     "error": "error",
 }

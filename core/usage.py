@@ -275,3 +275,25 @@ def dashboard(
         latency_by_model=per_model,
         top_sessions=top_sessions(db, user_id=user_id, start=rng.start, end=rng.end, limit=top),
     )
+
+
+def headline(kpis: pd.DataFrame) -> pd.Series:
+    """The dashboard's headline figures as a reader wants them (a notebook's table): counts
+    with thousands separators, the error rate as a percentage, times in milliseconds."""
+    if kpis.empty:
+        return pd.Series(dtype="object")
+    k = kpis.iloc[0]
+    ttft = k["median_ttft_ms"]
+    return pd.Series(
+        {
+            "requests": f"{int(k['requests']):,}",
+            "prompt tokens": f"{int(k['prompt_tokens']):,}",
+            "completion tokens": f"{int(k['completion_tokens']):,}",
+            "total tokens": f"{int(k['total_tokens']):,}",
+            "errors": f"{int(k['errors']):,}",
+            "stopped (cancelled)": f"{int(k['cancelled']):,}",
+            "error rate": f"{float(k['error_rate']):.1%}",
+            "median time to first token": "—" if pd.isna(ttft) else f"{float(ttft):,.0f} ms",
+        },
+        name="usage",
+    )

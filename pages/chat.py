@@ -19,6 +19,30 @@ def new_chat() -> None:
     st.query_params.pop("session", None)
 
 
+# A click during a reply starts this run on a new thread while the old run still streams:
+# stop that reply and let it save, so the history below includes its partial text.
+previous = st.session_state.get(TURN_KEY)
+if isinstance(previous, turn.Turn) and not previous.stop(timeout=5):
+    st.info("The previous reply is still being saved; it will appear on the next refresh.")
+
+opened = None
+if session_id:
+    try:
+        r, wanted = store(), session_id
+        opened = read(lambda d: access.open_session(d, r, viewer=user, session_id=wanted))
+    except LedgerError as exc:  # NotFound: "Session not found.", for anyone else's id too
+        header("Chat", "Ask finance questions; replies stream in and the conversation is saved.")
+        show_error(exc)
+        st.button("Start a new chat", on_click=new_chat)
+        st.stop()
+if opened is not None and opened.read_only:  # an admin reading another user's conversation
+    header("Chat", "Read only: nothing can be sent in another user's conversation.")
+    st.info(opened.notice, icon=":material/visibility:")
+    for message in opened.messages:
+        chat_view.show_message(dict(message))
+    st.button("Start a chat of your own", on_click=new_chat)
+    st.stop()
+
 with st.sidebar:
     st.button("New chat", on_click=new_chat, width="stretch", type="primary")
     try:
@@ -27,7 +51,8 @@ with st.sidebar:
         installed = []
         show_error(exc)
     choices = llm.model_choices(installed, backend.default_model)
-    model = st.selectbox("Model", choices, index=choices.index(backend.default_model), key="model")
+    preferred = llm.preferred_model(installed, backend.default_model)
+    model = st.selectbox("Model", choices, index=choices.index(preferred), key="model")
     tables = chat_view.tables_picker(user, session_id)
     papers = chat_view.documents_picker(user, session_id)
     use_tools = st.toggle(
@@ -41,27 +66,11 @@ if backend.demo:
     st.info(note, icon=":material/science:")
 else:
     st.caption(note)
+if missing := llm.missing_model_note(installed, backend.default_model):
+    st.warning(missing, icon=":material/download:")
 chat_view.tools_note(backend, model, tables=bool(tables))
-
-# A click during a reply starts this run on a new thread while the old run still streams:
-# stop that reply and let it save, so the history below includes its partial text.
-previous = st.session_state.get(TURN_KEY)
-if isinstance(previous, turn.Turn) and not previous.stop(timeout=5):
-    st.info("The previous reply is still being saved; it will appear on the next refresh.")
-
-if session_id:
-    try:
-        r, wanted = store(), session_id
-        opened = read(lambda d: access.open_session(d, r, viewer=user, session_id=wanted))
-    except LedgerError as exc:  # NotFound: "Session not found.", for anyone else's id too
-        show_error(exc)
-        st.button("Start a new chat", on_click=new_chat)
-        st.stop()
-    for message in opened.messages:
-        chat_view.show_message(dict(message))
-    if opened.read_only:  # an admin reading another user's conversation: nothing sent as them
-        st.info(opened.notice, icon=":material/visibility:")
-        st.stop()
+for message in opened.messages if opened is not None else []:
+    chat_view.show_message(dict(message))
 
 prompt = st.chat_input(
     "Ask about markets, accounting, corporate or personal finance", key=PROMPT_KEY
@@ -100,6 +109,8 @@ if prompt is not None:
             current.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
         st.session_state.pop(CONSUMED_KEY, None)  # this run was not cut short
         stop.empty()
+        if current.status == "truncated":
+            st.warning(current.error or "Reply cut off before the end.", icon=":material/cut:")
         chat_view.show_sources(current.sources, current.citation_check)
         if current.grounding is not None and current.grounding.note:
             st.caption(current.grounding.note)

@@ -3,8 +3,11 @@
 Log in (password from getpass, or LEDGER_PASSWORD for automation), pick a session or start a
 new one, and type prompts; replies stream as they arrive. Ctrl-C during a reply stops it and
 keeps the partial text (marked interrupted); Ctrl-C or Ctrl-D at the prompt leaves.
-Commands at the prompt: ``/new`` starts a new chat, ``/save`` retries the writes of replies
-that could not be saved (Redis or PostgreSQL down when they ended), ``/quit`` leaves.
+Commands at the prompt: ``/new`` starts a new chat, ``/models`` lists the installed models,
+``/model NAME`` answers with another one, ``/save`` retries the writes of replies that could
+not be saved (Redis or PostgreSQL down when they ended), ``/help`` lists these, ``/quit``
+leaves. Any other line starting with ``/word`` is answered here ("unknown command"), never
+sent to the model.
 
 A prompt refused because Redis or PostgreSQL is down is kept: Enter on an empty line sends
 it again. A reply that could not be saved is retried before the next prompt and on leaving,
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 import uuid
 from typing import TextIO
@@ -27,6 +31,10 @@ from core.turn import Turn
 
 SHOWN_SESSIONS = 20
 SHOWN_HISTORY = 10
+COMMANDS = (
+    "/new starts a new chat, /models lists the models, /model NAME switches, "
+    "/save retries replies not saved, /quit leaves. Ctrl-C stops a reply."
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -126,8 +134,44 @@ def _stream(turn: Turn, out: TextIO) -> None:
         kept = "kept" if turn.storage_error else "saved"
         out.write(f"\n[stopped: the partial reply is {kept}]")
     out.write("\n")
+    if turn.status == "truncated":
+        out.write(f"[{turn.error}]\n")
     if turn.stats is not None:
         out.write(f"[{chat_display.caption(turn.stats)}]\n")
+
+
+def _installed(backend: llm.Backend) -> list[str]:
+    try:
+        return llm.installed_models(backend)
+    except LedgerError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return []
+
+
+def _command(line: str, model: str, backend: llm.Backend, out: TextIO) -> str:
+    """A ``/word`` line other than /new, /save and /quit: answered here, never sent. Returns
+    the model to answer with from now on."""
+    name, _, rest = line[1:].partition(" ")
+    if name == "models":
+        installed = _installed(backend)
+        for m in llm.model_choices(installed, backend.default_model):
+            out.write(f"  {m}{'  (answering)' if m == model else ''}\n")
+        return model
+    if name == "model":
+        wanted = rest.strip()
+        installed = llm.model_choices(_installed(backend), backend.default_model)
+        if not wanted:
+            out.write(f"Answering with {model}. /model NAME switches; /models lists them.\n")
+        elif wanted in installed:
+            out.write(f"Answering with {wanted} from now on.\n")
+            return wanted
+        else:
+            out.write(f"{wanted} is not installed here. Installed: {', '.join(installed)}.\n")
+        return model
+    if name != "help":
+        out.write(f"Unknown command /{name} (not sent to the model). ")
+    out.write(COMMANDS + "\n")
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,8 +189,11 @@ def run(args: argparse.Namespace) -> int:
     assert result.identity is not None
     user = result.identity
     backend = llm.get_backend()
-    model = args.model or backend.default_model
+    installed = _installed(backend)
+    model = args.model or llm.preferred_model(installed, backend.default_model)
     out.write(f"Signed in as {user.display_name}. {llm.serving_note(backend, model)}\n")
+    if not args.model and (missing := llm.missing_model_note(installed, backend.default_model)):
+        out.write(missing + "\n")
     try:
         session_id = _pick_session(user, args, out)
     except (EOFError, KeyboardInterrupt):
@@ -154,10 +201,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if session_id is not None:
         _show_history(session_id, out)
-    out.write(
-        "Type a question; /new starts a new chat, /save retries replies not saved, /quit "
-        "leaves. Ctrl-C stops a reply.\n"
-    )
+    out.write(f"Type a question; {COMMANDS}\n")
     pending: list[Turn] = []  # finished turns whose reply or usage row is not saved
     unsent: str | None = None  # a prompt refused because a store was down
 
@@ -178,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
             _save_pending(pending, out)
             if not pending:
                 out.write("[nothing is waiting to be saved]\n")
+            continue
+        if re.match(r"/[A-Za-z]\w*(\s|$)", command):
+            model = _command(command, model, backend, out)
             continue
         if not command and unsent is not None:
             line, unsent = unsent, None  # Enter on an empty line: send the refused one again

@@ -22,12 +22,15 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy import text
+
 from core import balancer, database, datadir, readiness, services
 from core.config import get_settings
 from core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 120.0
+RESERVED_CONNECTIONS = 5  # this process, a notebook, the CLI
 
 
 def _free_port(host: str) -> int:
@@ -167,10 +170,27 @@ class Cluster:
             self.haproxy.wait(10)
 
 
+def _check_connections(workers: int) -> None:
+    """Warn when the workers' pools together could ask PostgreSQL for more connections than
+    it allows (each process keeps up to POOL_SIZE + MAX_OVERFLOW): under load the last ones
+    would be refused, and turns would fail with "too many clients"."""
+    with database.session_scope() as db:
+        allowed = int(db.scalar(text("SHOW max_connections")) or 0)
+    wanted = workers * (database.POOL_SIZE + database.MAX_OVERFLOW) + RESERVED_CONNECTIONS
+    if allowed and wanted > allowed:
+        print(
+            f"warning: {workers} app processes may open up to {wanted} PostgreSQL connections, "
+            f"and this server allows {allowed} (max_connections): under heavy load some turns "
+            "would be refused. Use fewer workers, or raise max_connections.",
+            file=sys.stderr,
+        )
+
+
 def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("WORKERS must be 1 or more")
     readiness.require_storage()  # the embedded servers stay up while this process runs
+    _check_connections(args.workers)
     try:
         return Cluster(args.workers, args.host, args.port).run()
     finally:

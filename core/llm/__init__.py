@@ -21,7 +21,9 @@ from core.llm.choice import (
     fallback_reason,
     get_backend,
     installed_models,
+    missing_model_note,
     model_choices,
+    preferred_model,
     reset,
     serving_note,
 )
@@ -58,8 +60,10 @@ __all__ = [
     "fallback_reason",
     "get_backend",
     "installed_models",
+    "missing_model_note",
     "model_choices",
     "ollama_models",
+    "preferred_model",
     "reset",
     "serving_note",
 ]

@@ -147,10 +147,47 @@ def fallback_reason(settings: Settings | None = None) -> str | None:
     return choice.why if choice is not None else None
 
 
-def model_choices(installed: Sequence[str], default: str) -> list[str]:
-    """The model picker's options: the installed models, with the backend's default first when
-    it is not among them (chatting with it then says how to install it)."""
-    return list(installed) if default in installed else [default, *installed]
+def _same_model(a: str, b: str) -> bool:
+    """Ollama names a model without a tag as ``:latest``."""
+    return (a if ":" in a else f"{a}:latest") == (b if ":" in b else f"{b}:latest")
+
+
+def _chat_models(installed: Sequence[str]) -> list[str]:
+    """Installed models that can chat: embedding models (``nomic-embed-text``...) cannot."""
+    return [m for m in installed if "embed" not in m.lower()]
+
+
+def preferred_model(installed: Sequence[str], configured: str) -> str:
+    """The model a new chat starts with: the configured one when it is installed, else the
+    first installed chat model (a server without the configured model still answers the
+    first question), else the configured one (sending then says how to install it)."""
+    for model in installed:
+        if _same_model(model, configured):
+            return model
+    return next(iter(_chat_models(installed)), configured)
+
+
+def model_choices(installed: Sequence[str], configured: str) -> list[str]:
+    """The model picker's options: the installed chat models; the configured one alone when
+    none is installed (so the picker is never empty)."""
+    return _chat_models(installed) or [configured]
+
+
+def missing_model_note(installed: Sequence[str], configured: str) -> str | None:
+    """Before anything is sent: the configured model is not on the server. None when it is
+    (or when the backend listed nothing because it did not answer: sending says so)."""
+    if not installed or any(_same_model(m, configured) for m in installed):
+        return None
+    chosen = preferred_model(installed, configured)
+    if chosen == configured:
+        return (
+            f"No chat model is installed on the Ollama server; the configured {configured} "
+            f"is missing. Install it with `ollama pull {configured}`."
+        )
+    return (
+        f"The configured model {configured} is not installed on the Ollama server "
+        f"(`ollama pull {configured}`); answering with {chosen}, which is."
+    )
 
 
 _installed: weakref.WeakKeyDictionary[Any, tuple[float, list[str]]] = weakref.WeakKeyDictionary()

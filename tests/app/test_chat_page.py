@@ -69,6 +69,21 @@ def test_page_says_which_backend_and_model_answer(ana: Identity, ollama_env: Fak
     assert any(f"llama3.2:3b via Ollama at {ollama_env.url}" in c.value for c in at.caption)
 
 
+def test_a_missing_configured_model_is_named_and_an_installed_one_answers(
+    ana: Identity, ollama_env: FakeOllama
+) -> None:
+    ollama_env.models = ("nomic-embed-text", "qwen2.5:7b")  # OLLAMA_MODEL llama3.2:3b is not
+    at = page(ana)
+    assert at.selectbox(key="model").options == ["qwen2.5:7b"]  # embedding models cannot chat
+    assert at.selectbox(key="model").value == "qwen2.5:7b"
+    (warning,) = [w.value for w in at.warning]  # said before anything is sent
+    assert "llama3.2:3b is not installed" in warning and "answering with qwen2.5:7b" in warning
+    at.chat_input[0].set_value("What is a bond?").run()
+    assert not at.exception and not at.error
+    assert ollama_env.requests[-1]["model"] == "qwen2.5:7b"
+    assert texts(at)[0] == "What is a bond?" and len(texts(at)) == 2
+
+
 def test_session_reloads_from_the_url(ana: Identity, ollama_env: FakeOllama) -> None:
     first = page(ana)
     first.chat_input[0].set_value("What is a bond?").run()

@@ -138,7 +138,7 @@ def test_export_buttons_deliver_markdown_and_json(page: Page, world: dict, downl
     js, js_name = download(at, downloads, "Export JSON")
     assert md_name == f"ledger-dcf-b-model-b-{sid.hex[:8]}.md"
     assert js_name == f"ledger-dcf-b-model-b-{sid.hex[:8]}.json"
-    assert md.decode().startswith("# " + text.escape_markdown("DCF <b>model</b>") + "\n")
+    assert md.decode().startswith("# DCF \\<b>model\\</b>\n")  # inert, and readable
     body = json.loads(js)
     assert [m["content"] for m in body["messages"]] == [
         "Set up a DCF",
@@ -266,6 +266,10 @@ def test_an_admin_opens_another_users_session_read_only(
         c.value for c in chat.caption
     ]
     assert not chat.chat_input  # nothing can be typed as Bob
+    # Said at the top, before the messages; no model picker, tools or "Answering" line.
+    assert "Read only" in chat.caption[0].value
+    assert not chat.selectbox and not chat.toggle and not chat.sidebar.button
+    assert not any(c.value.startswith("Answering") for c in chat.caption)
     assert history.count(r, session_id=bobs_talk) == 2
 
 

@@ -63,6 +63,11 @@ def only_session(dbs: Session) -> ConversationSession:
     return row
 
 
+def calls_of(dbs: Session) -> list[LlmCall]:
+    dbs.expire_all()
+    return list(dbs.scalars(select(LlmCall).order_by(LlmCall.id)))
+
+
 def outcomes(dbs: Session) -> list[str]:
     dbs.expire_all()
     return [c.outcome for c in dbs.scalars(select(LlmCall).order_by(LlmCall.id))]
@@ -213,6 +218,30 @@ def test_a_failed_reply_prints_one_error_line_keeps_the_prompt_and_the_chat_goes
     assert reply["content"] == failure.partial and reply["status"] == "error"
     assert says_all(reply["error"], failure)
     assert outcomes(dbs) == ["error"]
+
+
+def test_models_are_listed_and_switched_and_unknown_commands_stay_local(
+    ana: uuid.UUID, ollama_env: FakeOllama, dbs: Session
+) -> None:
+    typed = "/models\n/model nope:1b\n/model qwen2.5:7b\n/ratios please\nWhat is EBITDA?\n/quit\n"
+    done = run(typed, "--new", "-u", "ana")
+    assert done.returncode == 0, done.stderr
+    assert "  llama3.2:3b  (answering)\n  qwen2.5:7b\n" in done.stdout
+    assert "nope:1b is not installed here. Installed: llama3.2:3b, qwen2.5:7b." in done.stdout
+    assert "Answering with qwen2.5:7b from now on." in done.stdout
+    assert "Unknown command /ratios (not sent to the model)." in done.stdout
+    assert [m["model"] for m in ollama_env.requests] == ["qwen2.5:7b"]  # only the question
+    assert [c.model for c in calls_of(dbs)] == ["qwen2.5:7b"]
+
+
+def test_a_missing_configured_model_is_said_and_an_installed_one_answers(
+    ana: uuid.UUID, ollama_env: FakeOllama
+) -> None:
+    ollama_env.models = ("qwen2.5:7b",)
+    done = run("What is EBITDA?\n/quit\n", "--new", "-u", "ana")
+    assert done.returncode == 0, done.stderr
+    assert "The configured model llama3.2:3b is not installed" in done.stdout
+    assert [m["model"] for m in ollama_env.requests] == ["qwen2.5:7b"]
 
 
 def test_new_starts_another_chat(ana: uuid.UUID, dbs: Session, r: redis.Redis) -> None:

@@ -13,7 +13,7 @@ import redis
 from sqlalchemy.orm import Session
 
 from core import chat, citations, database, documents, export, history, llm, services, turn
-from core.text import escape_markdown
+from core.text import escape_markdown_light
 from tests.support import filings
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import make_user
@@ -153,9 +153,9 @@ def test_exports_carry_the_sources_and_the_check(
     current = ask(ana, "What was capital expenditure?", documents=[report.id])
     r = services.redis_client()
     md = export.to_markdown(dbs, r, user_id=ana, session_id=current.session_id).data.decode()
-    label = escape_markdown(f"{filings.ANNUAL} p. 9")
+    label = escape_markdown_light(f"{filings.ANNUAL} p. 9")
     assert f"[1] {label} · Cash flow" in md
-    assert "> " + escape_markdown("Cash flow Cash generated from operations was £231.0") in md
+    assert "> " + escape_markdown_light("Cash flow Cash generated from operations was £231.0") in md
     js = json.loads(export.to_json(dbs, r, user_id=ana, session_id=current.session_id).data)
     assert js["messages"][-1]["sources"][0]["page"] == 9
     assert js["messages"][-1]["citations"]["cited"] == [1, 2]

@@ -20,8 +20,10 @@ from core import (
     clock,
     context_window,
     database,
+    export,
     history,
     llm,
+    repetition,
     sessions,
     turn,
 )
@@ -444,6 +446,58 @@ def test_closing_mid_stream_saves_the_partial_reply_as_interrupted(
     after = metric("ledger_llm_requests_total", model=MODEL, backend="ollama", outcome="cancelled")
     assert after == cancelled + 1
     assert metric("ledger_llm_active_streams") == 0
+
+
+def test_a_reply_cut_at_the_length_limit_is_saved_marked_truncated(
+    env: FakeOllama,
+    user_id: uuid.UUID,
+    dbs: Session,
+    r: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLM_MAX_REPLY_TOKENS", "100")
+    get_settings.cache_clear()
+    env.script(reply=[f"w{i} " for i in range(200)])  # more than num_predict allows
+    t = start(user_id, "Explain every covenant")
+    text = "".join(e for e in t if isinstance(e, str))
+    limit = env.requests[-1]["options"]["num_predict"]
+    assert t.status == "truncated" and len(text.split()) == limit
+    assert t.error is not None and f"length limit ({limit:,} tokens)" in t.error
+    reply = history.read_all(r, session_id=t.session_id)[1]
+    assert reply["status"] == "truncated" and reply["error"] == t.error
+    assert chat_display.status_note(reply) == t.error
+    (call,) = calls(dbs)
+    assert call.outcome == "truncated" and call.completion_tokens == limit
+    md = export.to_markdown(dbs, r, user_id=user_id, session_id=t.session_id).data.decode()
+    assert "· truncated" in md and "> Note: Cut off at the length limit" in md
+
+
+def test_a_reply_repeating_itself_is_stopped_early_and_marked(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+) -> None:
+    env.script(reply=["The CAGR is "] + ["0.04% "] * 900)  # a loop to the length limit
+    t = start(user_id, "CAGR from $120M in 2019 to $210M in 2024?")
+    text = "".join(e for e in t if isinstance(e, str))
+    assert t.status == "truncated" and t.error is not None
+    assert "kept repeating itself" in t.error and "0.04%" in t.error
+    chunks = len(text.removeprefix("The CAGR is ")) // len("0.04% ")
+    assert 400 // 6 <= chunks <= 400 // 6 + repetition.CHECK_EVERY  # stopped soon, not at 900
+    (call,) = calls(dbs)
+    assert call.outcome == "truncated"
+    assert history.read_all(r, session_id=t.session_id)[1]["content"] == text
+
+
+def test_a_long_reply_that_does_not_loop_runs_to_its_end(
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session
+) -> None:
+    figures = [
+        f"{year}: revenue {100 + 7 * year % 13}.{year % 10}M, margin {year % 9}%. "
+        for year in range(1900, 2000)
+    ]
+    env.script(reply=figures)  # tabular text with a repeated shape but changing figures
+    t = start(user_id, "A century of revenue")
+    assert "".join(e for e in t if isinstance(e, str)) == "".join(figures)
+    assert t.status == "complete" and calls(dbs)[0].outcome == "ok"
 
 
 def test_cancel_from_another_thread_stops_and_saves_before_wait_returns(

@@ -4,7 +4,9 @@ checkout (asked of the socket, not the server), and read scopes run outside a tr
 from __future__ import annotations
 
 import psycopg
+import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from core import database
 
@@ -47,3 +49,18 @@ def test_read_scope_runs_outside_a_transaction(pg_url: str) -> None:
         session.execute(text("SELECT pg_sleep(0.01)"))
         assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is False
     database.reset()
+
+
+def test_serve_warns_when_the_workers_pools_could_exceed_postgresqls_connections(
+    dbs: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.cli import serve
+
+    allowed = int(dbs.scalar(text("SHOW max_connections")) or 0)
+    per_process = database.POOL_SIZE + database.MAX_OVERFLOW
+    fits = (allowed - serve.RESERVED_CONNECTIONS) // per_process
+    serve._check_connections(max(1, fits))
+    assert capsys.readouterr().err == ""
+    serve._check_connections(fits + 1)
+    warning = capsys.readouterr().err
+    assert f"allows {allowed} (max_connections)" in warning and "fewer workers" in warning

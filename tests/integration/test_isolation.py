@@ -37,6 +37,7 @@ PURE = {
     "title_from_prompt",
     "summary_select",
     "scoped",
+    "headline",  # formats a frame the caller already has
 }
 # Operator maintenance over the whole table (CLI/notebook), never reachable from a page.
 OPERATOR = {"rebuild_rollups"}

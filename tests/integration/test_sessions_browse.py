@@ -295,6 +295,18 @@ def test_markdown_export_reads_as_a_document(
     assert "- Messages: 3" in doc
 
 
+def test_markdown_export_escapes_only_what_markdown_needs(dbs: Session, r: redis.Redis) -> None:
+    owner = new_user(dbs, "ana.analyst")
+    row = sessions.create(dbs, user_id=owner.id, title="<b>test</b> of Q3: *bridge* v1.2")
+    dbs.commit()
+    failed = history.make_message("assistant", "", status="error", error="model_x [down]")
+    history.append(r, session_id=row.id, message=failed)
+    doc = export.to_markdown(dbs, r, user_id=owner.id, session_id=row.id).data.decode()
+    assert doc.startswith("# \\<b>test\\</b> of Q3: \\*bridge\\* v1.2\n")  # no tag, no emphasis
+    assert "- Owner: ana.analyst\n" in doc  # a dot needs no backslash
+    assert "> Error: model\\_x \\[down\\]" in doc
+
+
 def test_export_of_a_ten_thousand_message_session(
     dbs: Session, r: redis.Redis, people: dict[str, uuid.UUID]
 ) -> None:

@@ -50,12 +50,85 @@ def kernel_spec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.undo()
 
 
+# What each notebook computed, printed as JSON by a cell the test adds after the notebook's
+# own (the notebooks hold no cells for tests): the assertions read these figures.
+SUMMARIES = {
+    "usage_report": """\
+import json
+
+kpi = board.kpis.iloc[0] if not board.empty else None
+latency = board.latency_by_model.set_index("model")  # per model: median and p95
+summary = {
+    "start": str(rng.start),
+    "end": str(rng.end),
+    "requests": int(kpi["requests"]) if kpi is not None else 0,
+    "total_tokens": int(kpi["total_tokens"]) if kpi is not None else 0,
+    "error_rate": float(kpi["error_rate"]) if kpi is not None else None,
+    "tokens_by_model": {str(k): int(v) for k, v in pivot.sum().items()},
+    "days": len(pivot),
+    **{
+        column: latency[column].to_dict()
+        for column in ("ttft_p50_ms", "ttft_p95_ms", "tokens_per_s_p50", "tokens_per_s_p95")
+    },
+    "error_calls": int((calls["outcome"] == "error").sum()),
+}
+print(json.dumps(summary, default=str))
+""",
+    "session_explorer": """\
+import json
+
+summary = {
+    "sessions": page.total,
+    "hits": found.total_hits,
+    "hit_titles": [h.session.title for h in found.hits],
+    "chosen": chosen.title,
+    "messages": len(convo),
+    "roles": convo["role"].value_counts().to_dict(),
+    "conversation": convo[["role", "status", "content"]].to_dict("records"),
+    "reply_stats": [
+        {k: (None if pd.isna(v) else v) for k, v in row.items()}
+        for row in replies[["index", "status", "tokens", "tokens_per_s", "ttft_ms"]].to_dict("records")
+    ],
+    "files": [p.name for p in written],
+    "json_messages": len(json.loads(written[1].read_bytes())["messages"]),
+}
+print(json.dumps(summary, default=str))
+""",
+    "ask_your_data": """\
+import json
+
+summary = {
+    "rows": stored.table.row_count,
+    "years": [int(y) for y in by_year["year"]],
+    "revenue": [int(v) for v in by_year["revenue"]],
+    "cagr": growth,
+    "last_margin": margins[-1],
+}
+print(json.dumps(summary))
+""",
+    "documents": """\
+import json
+
+summary = {
+    "pages": doc.pages,
+    "chunks": doc.chunk_count,
+    "mode": found.mode,
+    "top": [found.hits[0].document, found.hits[0].page],
+    "unknown": checked.unknown,
+    "unverified": checked.unverified,
+}
+print(json.dumps(summary))
+""",
+}
+
+
 def run_notebook(
     name: str, parameters: dict[str, object], cwd: Path
 ) -> tuple[nbformat.NotebookNode, dict]:
     """Execute notebooks/<name>.ipynb with its parameters cell replaced; return the executed
-    notebook and the JSON summary its last cell prints."""
+    notebook and the JSON summary that ``SUMMARIES[name]``, run after its last cell, prints."""
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(SUMMARIES[name]))
     (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     cell.source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
     client = NotebookClient(
@@ -114,11 +187,19 @@ def test_usage_report_computes_the_inserted_figures(
     dbs.commit()
     clock.set_source(None)
 
-    _, summary = run_notebook(
+    executed, summary = run_notebook(
         "usage_report",
         {"START": str(D1), "END": str(D1 + timedelta(days=4)), "DAYS": 30, "USERNAME": None},
         tmp_path,
     )
+    (headline,) = [
+        o["data"]["text/plain"]
+        for c in executed.cells
+        if c.cell_type == "code" and "usage.headline" in c.source
+        for o in c.outputs
+        if "data" in o
+    ]
+    assert "error rate" in headline and "16.7%" in headline and "2,272" in headline
     inside = rows[:6]
     assert summary["requests"] == 6
     assert summary["total_tokens"] == sum(r[3] + r[4] for r in inside) == 2272
@@ -304,6 +385,8 @@ def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, path.name
+        # Written for analysts: nothing in them is there for the test suite.
+        assert "test" not in cell.source.lower() and "summary = {" not in cell.source, path.name
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 

@@ -22,6 +22,7 @@ class LLMFailure:
     partial: str  # the reply text saved before the failure
     settings: dict[str, str] = field(default_factory=dict)
     script: dict[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] | None = None  # what the server lists as pulled (None: as it is)
 
     def bring_about(self, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
         """Configure core (and any client process started after this) for the failure."""
@@ -33,6 +34,8 @@ class LLMFailure:
         get_settings.cache_clear()
         llm.reset()
         fake.script(**self.script)
+        if self.models is not None:
+            fake.models = self.models
 
 
 LLM_FAILURES = [
@@ -48,7 +51,9 @@ LLM_FAILURES = [
         LLMFailure(
             ('Model "mistral:7b" is not available', "ollama pull mistral:7b"),
             "",
-            settings={"OLLAMA_MODEL": "mistral:7b"},  # the fake has not "pulled" it
+            settings={"OLLAMA_MODEL": "mistral:7b"},
+            # Nothing pulled at all (with another model pulled, that one would answer instead).
+            models=(),
         ),
         id="model-not-pulled",
     ),

@@ -4,6 +4,7 @@ functions, no services."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -166,8 +167,9 @@ def test_the_markdown_of_sources_is_inert() -> None:
     source = citations.Source(1, "d", "r.pdf", 3, "# Head", "![x](https://evil.example/a.png) <b>")
     message = {"sources": [source.record()], "citations": citations.Check(cited=[2]).record()}
     md = citations.markdown(message)
-    assert "![x](" not in md and "<b>" not in md
-    assert md.startswith("**Sources**\n\n[1] r\\.pdf p\\. 3 · \\# Head")
+    assert "![x](" not in md and "\\<b>" in md  # \<b> is never a tag
+    assert not re.search(r"(?<!\\)<", md)
+    assert md.startswith("**Sources**\n\n[1] r.pdf p. 3 · \\# Head")
 
 
 def test_the_embedder_setting_chooses_none_hashing_or_ollama() -> None:

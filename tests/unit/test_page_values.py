@@ -64,7 +64,23 @@ def test_nobody_having_logged_in_reads_never_not_none() -> None:
     assert list(admin.for_display(frame)["last login"]) == ["never", "never"]
 
 
-def test_the_model_picker_offers_the_default_first_when_it_is_not_installed() -> None:
+def test_the_picker_starts_on_an_installed_model_and_says_which_is_missing() -> None:
+    # The configured model is installed ("llama3.2" is "llama3.2:latest" to Ollama).
     assert llm.model_choices(["a:1b", "b:7b"], "b:7b") == ["a:1b", "b:7b"]
-    assert llm.model_choices(["a:1b"], "llama3.2:3b") == ["llama3.2:3b", "a:1b"]
+    assert llm.preferred_model(["a:1b", "b:7b"], "b:7b") == "b:7b"
+    assert llm.preferred_model(["llama3.2:latest"], "llama3.2") == "llama3.2:latest"
+    assert llm.missing_model_note(["a:1b", "b:7b"], "b:7b") is None
+    # Not installed: the first installed chat model answers, and the page says so first.
+    installed = ["nomic-embed-text:latest", "qwen2.5:0.5b"]
+    assert llm.model_choices(installed, "llama3.2:3b") == ["qwen2.5:0.5b"]
+    assert llm.preferred_model(installed, "llama3.2:3b") == "qwen2.5:0.5b"
+    note = llm.missing_model_note(installed, "llama3.2:3b")
+    assert note is not None and "llama3.2:3b is not installed" in note and "qwen2.5:0.5b" in note
+    # Nothing to chat with: the configured one, and how to install it.
+    assert llm.model_choices(["nomic-embed-text"], "llama3.2:3b") == ["llama3.2:3b"]
+    assert "ollama pull llama3.2:3b" in (
+        llm.missing_model_note(["nomic-embed-text"], "llama3.2:3b") or ""
+    )
+    # The server did not answer: no list, no claim about what is missing (sending says why).
     assert llm.model_choices([], "llama3.2:3b") == ["llama3.2:3b"]
+    assert llm.missing_model_note([], "llama3.2:3b") is None
