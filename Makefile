@@ -104,7 +104,8 @@ $(NOTEBOOK_STAMP): $(STAMP)
 
 notebook: $(NOTEBOOK_STAMP)
 	@$(BIN)/python -m core prepare
-	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.root_dir=notebooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,6 +16,9 @@ What every app process needs from the balancer, and why:
   two failures take it out, two successes bring it back.
 - **Least connections**: a new browser goes to the process with the fewest open connections
   (each browser holds one websocket), so long-lived sessions spread evenly.
+- **The client's address**: ``option forwardfor`` adds it as X-Forwarded-For, which the app
+  believes from the balancer only (TRUSTED_PROXIES): the per-address login and registration
+  limits would otherwise see every user as the balancer's one address.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def _common(bind: str, stats: str | None) -> list[str]:
         "defaults",
         "    mode http",
         "    option redispatch",
+        "    option forwardfor",
         "    retries 3",
         "    timeout connect 5s",
         "    timeout client 1h",

@@ -6,6 +6,8 @@ beyond reshaping for plotting (the figures come from SQL).
 
 from __future__ import annotations
 
+from datetime import date
+
 import altair as alt
 import pandas as pd
 
@@ -34,14 +36,31 @@ def latency_long(latency: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "measure", "stat", "value"])
 
 
-def tokens_per_day(frame: pd.DataFrame) -> alt.Chart:
+# Legends under the chart, names in full: beside it they took a third of a half-width chart
+# and cut model names ("SmolLM2-135M-Instr…").
+LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0)
+
+
+def days_axis(start: date | None, end: date | None) -> alt.X:
+    """The x axis of a per-day chart: the whole chosen range, not only the days with data."""
+    if start is None or end is None:
+        return alt.X("day:T", title="Day (UTC)")
+    first = pd.Timestamp(start) - pd.Timedelta(hours=12)
+    last = pd.Timestamp(end) + pd.Timedelta(hours=12)
+    domain = [first.isoformat(), last.isoformat()]
+    return alt.X("day:T", title="Day (UTC)", scale=alt.Scale(domain=domain))
+
+
+def tokens_per_day(
+    frame: pd.DataFrame, *, start: date | None = None, end: date | None = None
+) -> alt.Chart:
     chart: alt.Chart = (
         alt.Chart(frame, title="Tokens per day by model")
         .mark_bar()
         .encode(
-            x=alt.X("day:T", title="Day (UTC)"),
+            x=days_axis(start, end),
             y=alt.Y("sum(tokens):Q", title="Tokens"),
-            color=alt.Color("model:N", title="Model"),
+            color=alt.Color("model:N", title="Model", legend=LEGEND),
             tooltip=[
                 alt.Tooltip("day:T", title="Day"),
                 "model:N",
@@ -55,18 +74,21 @@ def tokens_per_day(frame: pd.DataFrame) -> alt.Chart:
     return chart
 
 
-def requests_per_day(frame: pd.DataFrame) -> alt.Chart:
+def requests_per_day(
+    frame: pd.DataFrame, *, start: date | None = None, end: date | None = None
+) -> alt.Chart:
     outcomes = list(OUTCOME_COLOURS)
     chart: alt.Chart = (
         alt.Chart(frame, title="Requests per day by outcome")
         .mark_bar()
         .encode(
-            x=alt.X("day:T", title="Day (UTC)"),
+            x=days_axis(start, end),
             y=alt.Y("sum(requests):Q", title="Requests"),
             color=alt.Color(
                 "outcome:N",
                 title="Outcome",
                 scale=alt.Scale(domain=outcomes, range=[OUTCOME_COLOURS[o] for o in outcomes]),
+                legend=alt.Legend(orient="bottom", labelLimit=0),
             ),
             tooltip=[alt.Tooltip("day:T", title="Day"), "outcome:N", "requests:Q"],
         )
@@ -81,10 +103,15 @@ def latency(long: pd.DataFrame, measure: str) -> alt.Chart:
         alt.Chart(data, title=f"{measure} per model")
         .mark_bar()
         .encode(
-            x=alt.X("model:N", title=None),
+            x=alt.X("model:N", title=None, axis=alt.Axis(labelAngle=-20, labelLimit=0)),
             xOffset=alt.XOffset("stat:N", sort=["median", "p95"]),
             y=alt.Y("value:Q", title=measure),
-            color=alt.Color("stat:N", title="Statistic", sort=["median", "p95"]),
+            color=alt.Color(
+                "stat:N",
+                title="Statistic",
+                sort=["median", "p95"],
+                legend=alt.Legend(orient="bottom", labelLimit=0),
+            ),
             tooltip=["model:N", "stat:N", alt.Tooltip("value:Q", format=",.1f")],
         )
     )

@@ -20,10 +20,11 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import accounts, history
+from core import accounts, history, sessions
 from core.clock import now
 from core.demo_conversations import conversation, tokens
 from core.errors import Conflict, InvalidInput
+from core.llm.llamacpp import SMOLLM2_FILE
 from core.models import ConversationSession, LlmCall, User
 
 DEMO_DOMAIN = "ledger-demo.example"
@@ -57,7 +58,9 @@ MODELS = [
     ModelProfile("llama3.2:3b", "ollama", 260.0, 38.0, 0.45),
     ModelProfile("llama3.1:8b", "ollama", 620.0, 16.0, 0.25),
     ModelProfile("qwen2.5:7b", "ollama", 480.0, 19.0, 0.2),
-    ModelProfile("smollm2-135m", "llamacpp", 140.0, 85.0, 0.1),
+    # The name the embedded model's calls are recorded under (LlamaCppBackend.default_model),
+    # so demo usage and real usage of it are one series, not two.
+    ModelProfile(SMOLLM2_FILE.removesuffix(".gguf"), "llamacpp", 140.0, 85.0, 0.1),
 ]
 
 
@@ -179,7 +182,12 @@ def _seed_session(
     start = min(start, end - timedelta(minutes=6 * len(talk.turns) + 1))
     sid = uuid.uuid4()
     row = ConversationSession(
-        id=sid, user_id=user_id, title=talk.title[:200], model=model.name, created_at=start
+        # Titled as the app titles a session: from its first question, which it then matches.
+        id=sid,
+        user_id=user_id,
+        title=sessions.title_from_prompt(talk.turns[0].question),
+        model=model.name,
+        created_at=start,
     )
     db.add(row)
     db.flush()

@@ -320,6 +320,6 @@ def conversation(rng: random.Random, *, turns: int | None = None) -> Conversatio
         else:
             _, other, figures = rng.choice(_TOPICS)
             q, a = rng.choice(other)
-            values = _values(rng, figures) | {"co": values["co"]}
+            values = _values(rng, figures) | {"co": values["co"], "q": values["q"]}
         result.turns.append(Turn(_fill(q, values), _fill(a, values)))
     return result

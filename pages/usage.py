@@ -78,8 +78,9 @@ try:
     if not k["percentiles_exact"]:
         st.caption("Percentiles over all users are estimated from 1 % histogram buckets.")
     left, right = st.columns(2)
-    left.altair_chart(charts.tokens_per_day(board.tokens_per_day), width="stretch")
-    right.altair_chart(charts.requests_per_day(board.requests_per_day), width="stretch")
+    days = {"start": board.range.start, "end": board.range.end}
+    left.altair_chart(charts.tokens_per_day(board.tokens_per_day, **days), width="stretch")
+    right.altair_chart(charts.requests_per_day(board.requests_per_day, **days), width="stretch")
     long = charts.latency_long(board.latency_by_model)
     left.altair_chart(charts.latency(long, "Time to first token (ms)"), width="stretch")
     right.altair_chart(charts.latency(long, "Tokens per second"), width="stretch")

