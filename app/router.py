@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import auth, nav, recovery
+from app import auth, narrow, nav, recovery
 from core import readiness
 from core.config import get_settings
 from core.errors import LedgerError
@@ -41,4 +41,5 @@ if identity is not None:
     if identity.must_change_password:
         st.warning("You logged in with a one-time password: choose your own to continue.")
 st.session_state["page"] = page.title  # which page this run shows (for tests and debugging)
+narrow.close_sidebar_after_navigation(page.title)
 page.run()

@@ -118,14 +118,21 @@ def latency(long: pd.DataFrame, measure: str) -> alt.Chart:
     return chart
 
 
+TITLE_CHARS = 32  # of a session's title in the top sessions chart's labels
+
+
 def top_sessions(frame: pd.DataFrame) -> alt.Chart:
-    # Titles repeat ("New chat"): label each bar with the start of its session id too.
-    labelled = frame.assign(session=frame["title"] + " · " + frame["session_id"].str[:6])
+    # Titles repeat ("New chat", several "Build a revenue bridge..."): each bar's label is
+    # the title's start and its session id's start, whole, so equal titles stay apart.
+    short = frame["title"].where(
+        frame["title"].str.len() <= TITLE_CHARS, frame["title"].str[: TITLE_CHARS - 1] + "…"
+    )
+    labelled = frame.assign(session=short + " · " + frame["session_id"].str[:6])
     chart: alt.Chart = (
         alt.Chart(labelled, title="Top sessions by tokens")
         .mark_bar()
         .encode(
-            y=alt.Y("session:N", sort="-x", title=None),
+            y=alt.Y("session:N", sort="-x", title=None, axis=alt.Axis(labelLimit=0)),
             x=alt.X("tokens:Q", title="Tokens"),
             tooltip=["title:N", "username:N", alt.Tooltip("tokens:Q", format=","), "requests:Q"],
         )

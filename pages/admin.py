@@ -49,7 +49,8 @@ table(
     column_config={
         "role": st.column_config.TextColumn(width="small"),
         "last login": st.column_config.TextColumn("last login (UTC)"),
-        "created": st.column_config.TextColumn("created (UTC)"),
+        "email": st.column_config.TextColumn(width="medium"),
+        "created": st.column_config.TextColumn(width="small"),
         "requests": count,
         "tokens": count,
     },

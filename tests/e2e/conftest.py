@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
+from core import accounts, database
 from tests.support import browser
+from tests.support.app_server import AppServer
+
+ALICE_PASSWORD = "correct horse battery"
 
 REASON = browser.unavailable_reason()
 _skipped: list[str] = []
@@ -59,3 +63,24 @@ def context(chromium: Any) -> Iterator[Any]:
     ctx = browser.new_context(chromium, accept_downloads=True)
     yield ctx
     ctx.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(services_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app for a module's browser tests (a module may define its own, with other settings).
+    services_env put DATABASE_URL / REDIS_URL in the environment the app inherits; the login
+    cookie needs LOGIN_SLEEP_TIME to be written before the page reruns."""
+    log = tmp_path_factory.mktemp("app") / "streamlit.log"
+    server = AppServer({"LOGIN_SLEEP_TIME": "2"}, log_path=log)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def alice(clean_state: None) -> None:
+    with database.session_scope() as session:
+        accounts.create_user(
+            session, username="alice", email="a@example.com", display_name="Alice",
+            password=ALICE_PASSWORD,
+        )  # fmt: skip

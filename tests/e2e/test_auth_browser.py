@@ -6,13 +6,9 @@ AppTest cannot show any of this: the cookie is written by a component in the bro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from core import accounts, database
-from tests.support.app_server import AppServer
+from core import database
 from tests.support.browser import (
     click_and_settle,
     go,
@@ -28,25 +24,6 @@ from tests.support.browser import (
 )
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def app_url(services_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # services_env put DATABASE_URL / REDIS_URL in the environment the app inherits.
-    log = tmp_path_factory.mktemp("app") / "streamlit.log"
-    server = AppServer({"LOGIN_SLEEP_TIME": "2"}, log_path=log)  # the cookie needs the wait
-    server.start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def alice(clean_state: None) -> None:
-    with database.session_scope() as session:
-        accounts.create_user(
-            session, username="alice", email="a@example.com", display_name="Alice",
-            password=PASSWORD,
-        )  # fmt: skip
 
 
 def test_the_cookie_keeps_a_reload_logged_in_until_logout(

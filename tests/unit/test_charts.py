@@ -38,3 +38,20 @@ def test_model_names_are_not_cut_and_legends_sit_under_the_chart() -> None:
     )  # fmt: skip
     axis = charts.latency(long, "Tokens per second").to_dict()["encoding"]["x"]["axis"]
     assert axis["labelLimit"] == 0
+
+
+def test_top_sessions_with_equal_titles_stay_apart_and_labels_are_whole() -> None:
+    title = "Build a revenue bridge for Contoso from Q3 last year ($412M) to Q3 this year"
+    frame = pd.DataFrame(
+        {
+            "session_id": ["a1b2c3d4-0000", "e5f6a7b8-0000"],
+            "title": [title, title],
+            "username": ["ann", "ann"],
+            "tokens": [900, 800],
+            "requests": [3, 3],
+        }
+    )
+    spec = charts.top_sessions(frame).to_dict()
+    labels = [row["session"] for row in spec["datasets"][next(iter(spec["datasets"]))]]
+    assert labels == [f"{title[:31]}… · a1b2c3", f"{title[:31]}… · e5f6a7"]
+    assert spec["encoding"]["y"]["axis"]["labelLimit"] == 0
