@@ -121,11 +121,18 @@ def log_in(page: Any, username: str, password: str) -> None:
 
 
 def log_out(page: Any) -> None:
+    """Press Logout and wait for its outcome, the login form: on a loaded machine the rerun
+    can start after click_and_settle's pause, which would return before the logout happened."""
     click_and_settle(page, page.get_by_role("button", name="Logout"))
+    page.get_by_label("Password", exact=True).wait_for(timeout=30_000)
 
 
 def login_form_shown(page: Any) -> bool:
-    return bool(page.get_by_label("Password", exact=True).count() > 0)
+    """Whether the gate shows the login form. Waits until the gate has decided (the form, or
+    the sidebar's "Signed in as"), so a page still checking its cookie is not read as either."""
+    form = page.get_by_label("Password", exact=True)
+    form.or_(page.get_by_text("Signed in as")).first.wait_for(timeout=30_000)
+    return bool(form.count() > 0)
 
 
 def has_cookie(context: Any, name: str = "ledger_auth") -> bool:
