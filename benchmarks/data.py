@@ -19,12 +19,9 @@ the app process's memory bounded (DATA_CACHE_MB; its resident size is printed).
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +29,8 @@ import duckdb
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workspace import embedded_workspace
 
 SQL = (
     "SELECT segment, date_trunc('month', day) AS month, sum(revenue) AS revenue, "
@@ -59,24 +58,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ledger-bench-data-"))
-    os.environ.update(
-        {
-            "DATA_DIR": str(work / "data"),
-            "DATABASE_URL": "",
-            "REDIS_URL": "",
-            "DATA_UPLOAD_MAX_MB": "1024",
-            "AUTH_COOKIE_KEY": "bench-" + "q7w8e9" * 8,
-        }
-    )
-    try:
+    with embedded_workspace("data", DATA_UPLOAD_MAX_MB="1024") as work:
         return measure(work, rows=args.rows, rounds=args.rounds)
-    finally:
-        from core import database, services
-
-        database.reset()
-        services.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(work: Path, *, rows: int, rounds: int) -> int:

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workspace import embedded_workspace  # this folder, as the script runs
 
 from tests.support import filings
 
@@ -189,24 +188,8 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--ollama-model", default=None, help="an Ollama embedding model")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ledger-bench-retrieval-"))
-    os.environ.update(
-        {
-            "DATA_DIR": str(work / "data"),
-            "DATABASE_URL": "",
-            "REDIS_URL": "",
-            "DOCUMENT_UPLOAD_MAX_MB": "1024",
-            "AUTH_COOKIE_KEY": "bench-" + "q7w8e9" * 8,
-        }
-    )
-    try:
+    with embedded_workspace("retrieval", DOCUMENT_UPLOAD_MAX_MB="1024") as work:
         return measure(work, pages=args.pages, chunks=args.chunks, ollama_model=args.ollama_model)
-    finally:
-        from core import database, services
-
-        database.reset()
-        services.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
