@@ -4,22 +4,24 @@ in with cards appearing between its words, and the sidebar's model and table cho
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import streamlit as st
 from sqlalchemy.orm import Session
 
 from app.page import read, show_error, table
-from core import charts, chat, chat_display, citations, data, documents, llm
+from core import charts, chat, chat_display, citations, data, documents, llm, versions
 from core.accounts import Identity
 from core.errors import LedgerError
-from core.text import escape_markdown
+from core.text import escape_markdown, escape_markdown_light
 from core.tools import ToolCard
 
 TABLES_KEY = "chat_tables"
 DOCUMENTS_KEY = "chat_documents"
 TOOLS_KEY = "chat_tools"
+COMPARE_KEY = "chat_compare"
+SECOND_MODEL_KEY = "chat_second_model"
 RATE_TOOLS = {"pct_change", "cagr", "irr", "xirr", "margin"}  # results shown as percentages
 
 
@@ -43,23 +45,51 @@ def show_card(card: ToolCard) -> None:
                 st.altair_chart(charts.result_chart(frame, card.chart), width="stretch")
 
 
-def show_message(message: dict[str, Any]) -> None:
+def show_message(message: Mapping[str, Any]) -> None:
+    with st.chat_message(str(message["role"])):
+        show_body(message)
+
+
+def show_body(message: Mapping[str, Any]) -> None:
+    """A message's text with its tool cards where they stood, its mark, sources and stats."""
     cards = [ToolCard.from_record(r) for r in message.get("tools") or []]
-    with st.chat_message(message["role"]):
-        for part in chat_display.segments(message["content"], cards):
-            if isinstance(part, str):
-                st.markdown(chat_display.for_display(part))
-            else:
-                show_card(part)
-        note = chat_display.status_note(message)
-        if note and message.get("status") in ("interrupted", "truncated"):
-            st.warning(note, icon=":material/stop_circle:")
-        elif note:
-            st.error(note)
-        sources, checked = citations.of_message(message)
-        show_sources(sources, checked)
-        if message.get("stats"):
-            st.caption(chat_display.caption(message["stats"]))
+    for part in chat_display.segments(str(message["content"]), cards):
+        if isinstance(part, str):
+            st.markdown(chat_display.for_display(part))
+        else:
+            show_card(part)
+    note = chat_display.status_note(message)
+    if note and message.get("status") in ("interrupted", "truncated"):
+        st.warning(note, icon=":material/stop_circle:")
+    elif note:
+        st.error(note)
+    sources, checked = citations.of_message(message)
+    show_sources(sources, checked)
+    if message.get("stats"):
+        st.caption(chat_display.caption(message["stats"]))
+
+
+def show_conversation(messages: Sequence[Mapping[str, Any]]) -> None:
+    """Every message; a question's several replies together (``core.versions``): two models'
+    side by side in columns, regenerated versions in tabs, the newest first."""
+    for item in versions.grouped(messages):
+        if not isinstance(item, versions.Replies):
+            show_message(item)
+            continue
+        total = len(item.replies)
+        with st.chat_message("assistant"):
+            if item.side_by_side:
+                for column, reply in zip(st.columns(total), item.replies, strict=True):
+                    with column:
+                        st.markdown(f"**{escape_markdown_light(versions.label(reply, total))}**")
+                        show_body(reply)
+                continue
+            newest_first = list(reversed(item.replies))
+            names = [versions.label(r, total) for r in newest_first]
+            names[0] += " (newest)"
+            for tab, reply in zip(st.tabs(names), newest_first, strict=True):
+                with tab:
+                    show_body(reply)
 
 
 def show_sources(sources: list[citations.Source], checked: citations.Check | None) -> None:
@@ -155,3 +185,17 @@ def tools_note(backend: llm.Backend, model: str, *, tables: bool) -> None:
             "functions on the Data page.",
             icon=":material/calculate:",
         )
+
+
+def second_model_picker(choices: list[str], first: str) -> str | None:
+    """The sidebar's "Compare two models" switch and the second model; None when off."""
+    others = [name for name in choices if name != first]
+    if not st.toggle(
+        "Compare two models", False, key=COMPARE_KEY,
+        help="Answer each prompt with two models side by side; both replies are saved.",
+    ):  # fmt: skip
+        return None
+    if not others:
+        st.caption("Only one model is available here: there is nothing to compare it with.")
+        return None
+    return str(st.selectbox("Second model", others, key=SECOND_MODEL_KEY))

@@ -17,7 +17,7 @@ from core import readiness
 PROMPT_KEY = "chat_prompt"  # the chat input's key: the router offers an unsent prompt back
 UNSAVED_KEY = "_ledger_unsaved_turns"  # finished chat turns whose writes failed
 UNSENT_KEY = "_ledger_unsent_prompt"  # a prompt typed while storage was down
-TURN_KEY = "turn"  # the chat page's latest turn
+TURN_KEY = "turn"  # the chat page's latest turns (two when two models answered side by side)
 # The prompt the chat page has stored, until its run ends normally: a run cut short by a rerun
 # leaves the chat input's value behind, and it must not be offered back as "not sent".
 CONSUMED_KEY = "_ledger_prompt_consumed"
@@ -29,13 +29,19 @@ def keep_unsaved(turn: Any) -> None:
     st.session_state.setdefault(UNSAVED_KEY, []).append(turn)
 
 
+def latest_turns() -> list[Any]:
+    """The chat page's latest turns (the one reply, or a comparison's two)."""
+    latest = st.session_state.get(TURN_KEY)
+    return list(latest) if isinstance(latest, list | tuple) else [latest] if latest else []
+
+
 def _unsaved() -> list[Any]:
     """Finished turns with writes still to do: those remembered, and the chat page's latest
-    turn (a rerun can end the reply's run before the page could remember it)."""
+    turns (a rerun can end the reply's run before the page could remember it)."""
     turns = list(st.session_state.get(UNSAVED_KEY) or [])
-    latest = st.session_state.get(TURN_KEY)
-    if getattr(latest, "pending", False) and all(t is not latest for t in turns):
-        turns.append(latest)
+    for latest in latest_turns():
+        if getattr(latest, "pending", False) and all(t is not latest for t in turns):
+            turns.append(latest)
     return turns
 
 
@@ -63,10 +69,10 @@ def offer_back_unsaved() -> None:
     if unsent:
         with st.expander("Your prompt (not sent): copy it from here", expanded=True):
             st.code(unsent, language=None, wrap_lines=True)
-    latest = st.session_state.get(TURN_KEY)
-    if latest is not None and not latest.wait(0):  # its run is ending on another thread
-        latest.cancel()
-        latest.wait(timeout=5)
+    for latest in latest_turns():
+        if not latest.wait(0):  # its run is ending on another thread
+            latest.cancel()
+            latest.wait(timeout=5)
     for turn in _unsaved():
         with st.expander("A reply not saved yet: it is saved when storage is back", expanded=True):
             st.code(turn.text, language=None, wrap_lines=True)

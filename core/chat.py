@@ -18,41 +18,17 @@ import re
 import time
 import unicodedata
 import uuid
-from dataclasses import dataclass
 
 import redis
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from core import (
-    citations,
-    context_window,
-    data,
-    documents,
-    history,
-    metrics,
-    persona,
-    quota,
-    retrieval,
-    sessions,
-    tools,
-)
+from core import context_window, history, turn_setup, versions
 from core.config import Settings, get_settings
-from core.errors import (
-    EmptyPrompt,
-    InvalidInput,
-    LedgerError,
-    LLMError,
-    NotFound,
-    ServiceUnavailable,
-    first_line,
-)
+from core.errors import EmptyPrompt, InvalidInput, LedgerError, NotFound
 from core.llm import Backend
-from core.models import SessionDocument, SessionTable
-from core.services import engine_url_of
-from core.turn import SessionFactory, ToolBox, Turn, redis_unavailable
+from core.turn import SessionFactory, Turn, redis_unavailable
+from core.turn_setup import can_call_tools
+
+__all__ = ["can_call_tools", "clean_prompt", "compare", "regenerate", "turn"]
 
 MAX_MODEL_NAME = 200
 
@@ -86,100 +62,6 @@ def clean_prompt(prompt: str, *, max_chars: int | None = None) -> str:
     return text
 
 
-def _db_url(db: Session) -> str:
-    try:
-        bind = db.get_bind()
-    except Exception:
-        return "the configured database"
-    return engine_url_of(bind if isinstance(bind, Engine) else bind.engine)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    session_id: uuid.UUID
-    new: bool
-    tables: list[data.TableInfo]
-    described: str  # what the model is told about the tables
-    documents: list[documents.DocumentInfo]
-    quota: int | None  # the user's daily quota (None: unlimited)
-
-
-def _attachments(db: Session, sid: uuid.UUID) -> tuple[bool, bool]:
-    """Whether the session has tables, documents: one small read (most chats have neither,
-    and then nothing more is read)."""
-    has_tables = select(SessionTable.table_id).where(SessionTable.session_id == sid).exists()
-    has_papers = (
-        select(SessionDocument.document_id).where(SessionDocument.session_id == sid).exists()
-    )
-    found = db.execute(select(has_tables, has_papers)).one()
-    return bool(found[0]), bool(found[1])
-
-
-def _prepare(
-    session_factory: SessionFactory,
-    r: redis.Redis,
-    *,
-    user_id: uuid.UUID,
-    session_id: uuid.UUID | str | None,
-    title: str,
-    model: str,
-    tables: list[uuid.UUID] | None,
-    docs: list[uuid.UUID] | None,
-) -> _Prepared:
-    """Owner check (or a new session row), quota, the chat's tables and documents (attached
-    when ``tables`` / ``docs`` change them), Redis reachable; one short transaction."""
-    db = session_factory()
-    try:
-        writes = session_id is None or tables is not None or docs is not None
-        if not writes:
-            # Only reads follow: no transaction, which saves the BEGIN and ROLLBACK round trips.
-            db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        limit = quota.check_quota(db, user_id=user_id)
-        if session_id is None:
-            row = sessions.create(db, user_id=user_id, title=title, model=model)
-        else:
-            row = sessions.get_for_owner(db, user_id=user_id, session_id=session_id)
-        sid = row.id
-        has_tables, has_papers = _attachments(db, sid) if session_id else (False, False)
-        attached = data.attached(db, user_id=user_id, session_id=sid) if has_tables else []
-        if tables is not None and {t.id for t in attached} != set(tables):
-            attached = data.attach(db, user_id=user_id, session_id=sid, tables=list(tables))
-        described = data.describe_for_model(db, user_id=user_id, tables=attached)
-        papers = documents.attached(db, user_id=user_id, session_id=sid) if has_papers else []
-        if docs is not None and {d.id for d in papers} != set(docs):
-            papers = documents.attach(db, user_id=user_id, session_id=sid, documents=list(docs))
-        if writes:
-            try:
-                r.ping()  # before the commit: with Redis down, PostgreSQL gets nothing either
-            except (redis.RedisError, OSError) as exc:
-                raise redis_unavailable(r, exc) from None
-            db.commit()
-        return _Prepared(sid, session_id is None, attached, described, papers, limit)
-    except IntegrityError:
-        db.rollback()
-        raise NotFound("Your account no longer exists.") from None
-    except SQLAlchemyError as exc:
-        db.rollback()
-        metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-        raise ServiceUnavailable("PostgreSQL", _db_url(db), first_line(exc)) from None
-    finally:
-        db.close()
-
-
-def _forget_session(session_factory: SessionFactory, *, user_id: uuid.UUID, sid: uuid.UUID) -> None:
-    """Undo a session row created for a prompt that could not be stored."""
-    try:
-        db = session_factory()
-        try:
-            row = sessions.get_for_owner(db, user_id=user_id, session_id=sid)
-            db.delete(row)
-            db.commit()
-        finally:
-            db.close()
-    except (LedgerError, SQLAlchemyError):
-        pass
-
-
 def turn(
     session_factory: SessionFactory,
     r: redis.Redis,
@@ -193,6 +75,7 @@ def turn(
     tables: list[uuid.UUID] | None = None,
     use_tools: bool = True,
     documents: list[uuid.UUID] | None = None,
+    compare: bool = False,
 ) -> Turn:
     """Start one turn: checks and stores the prompt now; iterate the result for the reply.
 
@@ -209,156 +92,127 @@ def turn(
     started = time.perf_counter()
     settings = settings or get_settings()
     text = clean_prompt(prompt, max_chars=settings.max_prompt_chars)
-    model = (model or backend.default_model).strip()
-    if not model or len(model) > MAX_MODEL_NAME:
-        raise InvalidInput("model", f"Model names are 1 to {MAX_MODEL_NAME} characters.")
-    system = persona.system_prompt(settings)
-    ready = _prepare(
-        session_factory,
-        r,
-        user_id=user_id,
-        session_id=session_id,
-        title=sessions.title_from_prompt(text),
-        model=model,
-        tables=tables,
-        docs=documents,
-    )
-    sid, new = ready.session_id, ready.new
-    reservation = None
+    model = _model_name(model, backend)
+    start = turn_setup.begin(
+        session_factory, r, backend, settings, user_id=user_id, session_id=session_id,
+        question=text, model=model, tables=tables, docs=documents, use_tools=use_tools,
+    )  # fmt: skip
     try:
-        if ready.quota is not None:  # the most this turn can use, held against the quota
-            reservation = _reserve(session_factory, user_id, settings.llm_max_context_tokens)
-        grounding = _ground(session_factory, user_id, ready.documents, text, settings)
-    except LedgerError:
-        _release(session_factory, user_id, reservation)
-        if new:
-            _forget_session(session_factory, user_id=user_id, sid=sid)
-        raise
-    toolbox = _toolbox(session_factory, backend, settings, user_id, model, ready.tables, use_tools)
-    system += persona.tables_section(ready.described, can_query=toolbox is not None)
-    try:
-        newest = history.append_and_read_last(
+        newest, end = history.append_and_read_last(
             r,
-            session_id=sid,
+            session_id=start.session_id,
             message=history.make_message("user", text),
             n=context_window.HISTORY_WINDOW,
         )
     except (redis.RedisError, OSError) as exc:
-        _release(session_factory, user_id, reservation)
-        if new:
-            _forget_session(session_factory, user_id=user_id, sid=sid)
+        start.undo(session_factory, user_id)
         raise redis_unavailable(r, exc) from None
-    return Turn(
-        session_factory=session_factory,
-        r=r,
-        backend=backend,
-        settings=settings,
-        user_id=user_id,
-        session_id=sid,
-        new_session=new,
-        prompt=text,
-        system=system,
-        model=model,
-        started=started,
-        newest=newest,
-        toolbox=toolbox,
-        grounding=grounding,
-        reservation=reservation,
-    )
+    return start.turn(
+        session_factory, r, backend, settings, user_id=user_id, prompt=text, model=model,
+        started=started, newest=newest, end=end, compare=compare,
+    )  # fmt: skip
 
 
-def can_call_tools(backend: Backend, model: str) -> bool:
-    """Whether ``model`` can call tools; False when its server cannot be asked (the reply
-    then fails with the server's own error, after the prompt is stored)."""
-    try:
-        return backend.supports_tools(model)
-    except LLMError:
-        return False
-
-
-def _toolbox(
+def regenerate(
     session_factory: SessionFactory,
+    r: redis.Redis,
     backend: Backend,
-    settings: Settings,
+    *,
     user_id: uuid.UUID,
-    model: str,
-    attached: list[data.TableInfo],
-    use_tools: bool,
-) -> ToolBox | None:
-    if not use_tools or not can_call_tools(backend, model):
-        return None
-    names = [t.name for t in attached]
+    session_id: uuid.UUID | str,
+    model: str | None = None,
+    settings: Settings | None = None,
+    use_tools: bool = True,
+) -> Turn:
+    """Answer the conversation's last question again, with ``model`` (the same or another).
 
-    def run(call: tools.Call, at: int) -> tools.ToolCard:
-        db = session_factory()
-        try:
-            db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})  # reads only
-            return tools.run(call, db=db, user_id=user_id, tables=names, at=at)
-        finally:
-            db.close()
-
-    return ToolBox(tools.specs(sql_tables=names), run, settings.tool_calls_per_turn)
-
-
-def _ground(
-    session_factory: SessionFactory,
-    user_id: uuid.UUID,
-    papers: list[documents.DocumentInfo],
-    question: str,
-    settings: Settings,
-) -> citations.Grounding | None:
-    """The passages of the chat's documents that best answer ``question`` (None: the chat
-    has no documents). Vectors are used when an embedder is set and answers."""
-    if not papers:
-        return None
-    db = session_factory()
+    The earlier replies stay: the new one is saved after them as the next version
+    (``core.versions``), and its context is the conversation up to that question, without
+    them. Counted like any turn (usage row, quota). Raises ``InvalidInput`` when the
+    conversation has no question yet, and what ``turn`` raises.
+    """
+    started = time.perf_counter()
+    settings = settings or get_settings()
+    model = _model_name(model, backend)
     try:
-        db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})  # reads only
-        found = retrieval.search(
-            db,
-            user_id=user_id,
-            query=question,
-            documents=[d.id for d in papers],
-            limit=settings.retrieval_chunks,
+        last, length = history.read_last_at(
+            r, session_id=_session_uuid(session_id), n=context_window.HISTORY_WINDOW
         )
-    except SQLAlchemyError as exc:
-        metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-        raise ServiceUnavailable("PostgreSQL", _db_url(db), first_line(exc)) from None
-    finally:
-        db.close()
-    return citations.Grounding([d.name for d in papers], citations.numbered(found.hits), found.note)
+    except (redis.RedisError, OSError) as exc:
+        raise redis_unavailable(r, exc) from None
+    asked = versions.last_question(last)
+    start = turn_setup.begin(
+        session_factory, r, backend, settings, user_id=user_id, session_id=session_id,
+        question=asked.question if asked else "", model=model, tables=None, docs=None,
+        use_tools=use_tools,
+    )  # fmt: skip
+    if asked is None:
+        start.undo(session_factory, user_id)
+        raise InvalidInput("regenerate", "There is no question to answer again yet.")
+    newest = last[: asked.index + 1]
+    return start.turn(
+        session_factory, r, backend, settings, user_id=user_id, prompt=asked.question,
+        model=model, started=started, newest=newest, end=length - asked.replies, again=True,
+        version=asked.next_version,
+    )  # fmt: skip
 
 
-def _reserve(session_factory: SessionFactory, user_id: uuid.UUID, tokens: int) -> uuid.UUID | None:
-    """Hold ``tokens`` against the user's quota in a short transaction of its own."""
-    db = session_factory()
+def compare(
+    session_factory: SessionFactory,
+    r: redis.Redis,
+    backend: Backend,
+    *,
+    user_id: uuid.UUID,
+    prompt: str,
+    models: tuple[str, str],
+    session_id: uuid.UUID | str | None = None,
+    settings: Settings | None = None,
+    tables: list[uuid.UUID] | None = None,
+    use_tools: bool = True,
+    documents: list[uuid.UUID] | None = None,
+) -> tuple[Turn, Turn | LedgerError]:
+    """Answer one prompt with two models side by side: two turns over one stored question,
+    each streamed, saved (versions 1 and 2, marked ``compare``) and counted on its own.
+
+    Iterate both at once (threads: ``core.turn.Turn`` is safe to drive from one). What the
+    first raises, this raises before anything is stored; should the second model be refused
+    once the question is stored (its quota reservation, say), its error comes back in its
+    place and the first turn answers alone.
+    """
+    first_model, second_model = (_model_name(m, backend) for m in models)
+    if first_model == second_model:
+        raise InvalidInput("models", "Choose two different models to compare.")
+    settings = settings or get_settings()
+    first = turn(
+        session_factory, r, backend, user_id=user_id, prompt=prompt, session_id=session_id,
+        model=first_model, settings=settings, tables=tables, use_tools=use_tools,
+        documents=documents, compare=True,
+    )  # fmt: skip
     try:
-        held = quota.reserve(db, user_id=user_id, tokens=tokens)
-        db.commit()
-        return held
-    except SQLAlchemyError as exc:
-        db.rollback()
-        metrics.STORAGE_ERRORS.labels(service="postgres").inc()
-        raise ServiceUnavailable("PostgreSQL", _db_url(db), first_line(exc)) from None
-    except LedgerError:
-        db.rollback()
-        raise
-    finally:
-        db.close()
+        start = turn_setup.begin(
+            session_factory, r, backend, settings, user_id=user_id,
+            session_id=first.session_id, question=first.prompt, model=second_model,
+            tables=None, docs=None, use_tools=use_tools,
+        )  # fmt: skip
+    except LedgerError as exc:
+        return first, exc
+    second = start.turn(
+        session_factory, r, backend, settings, user_id=user_id, prompt=first.prompt,
+        model=second_model, started=time.perf_counter(), newest=first.newest, end=first.end,
+        again=True, version=2, compare=True,
+    )  # fmt: skip
+    return first, second
 
 
-def _release(
-    session_factory: SessionFactory, user_id: uuid.UUID, reservation: uuid.UUID | None
-) -> None:
-    """Give back a reservation of a turn refused before its prompt was stored."""
-    if reservation is None:
-        return
+def _model_name(model: str | None, backend: Backend) -> str:
+    name = (model or backend.default_model).strip()
+    if not name or len(name) > MAX_MODEL_NAME:
+        raise InvalidInput("model", f"Model names are 1 to {MAX_MODEL_NAME} characters.")
+    return name
+
+
+def _session_uuid(session_id: uuid.UUID | str) -> uuid.UUID:
     try:
-        db = session_factory()
-        try:
-            quota.release(db, reservation, user_id=user_id)
-            db.commit()
-        finally:
-            db.close()
-    except SQLAlchemyError:
-        pass  # it stops counting at its expiry
+        return uuid.UUID(str(session_id))
+    except ValueError:
+        raise NotFound("Session not found.") from None

@@ -60,19 +60,24 @@ def recent_history(
     *,
     session_id: uuid.UUID,
     newest: list[history.Message],
+    end: int,
     budget: int,
     count: Callable[[str], int],
 ) -> list[history.Message]:
-    """``newest`` plus older messages, read a window at a time until the budget is covered."""
+    """``newest`` plus older messages, read a window at a time until the budget is covered.
+
+    ``end`` is the position in the history just after ``newest``: positions from the start
+    stay true while replies are appended behind it (a comparison's other reply, say).
+    """
     loaded = list(newest)
     tokens = sum(count(m.get("content", "")) for m in loaded)
-    fetched, more = len(loaded), len(loaded) >= HISTORY_WINDOW
-    while more and tokens <= budget:
-        window = history.read_range(
-            r, session_id=session_id, start=-(fetched + HISTORY_WINDOW), stop=-(fetched + 1)
-        )
+    first = max(0, end - len(loaded))
+    while first > 0 and tokens <= budget:
+        start = max(0, first - HISTORY_WINDOW)
+        window = history.read_range(r, session_id=session_id, start=start, stop=first - 1)
+        if not window:
+            break
         loaded[:0] = window
-        fetched += len(window)
+        first = start
         tokens += sum(count(m.get("content", "")) for m in window)
-        more = len(window) == HISTORY_WINDOW
     return loaded

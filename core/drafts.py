@@ -56,12 +56,22 @@ def _script(r: redis.Redis) -> Any:
     return _scripts[0]
 
 
-def draft_key(session_id: uuid.UUID | str) -> str:
-    return f"draft:{uuid.UUID(str(session_id))}"
+SLOTS = 2  # replies of one conversation that may stream at once (a comparison's two)
 
 
-def lease_key(session_id: uuid.UUID | str) -> str:
-    return f"draft-lease:{uuid.UUID(str(session_id))}"
+def _suffix(slot: int) -> str:
+    return "" if slot == 1 else f":{slot}"
+
+
+def draft_key(session_id: uuid.UUID | str, slot: int = 1) -> str:
+    return f"draft:{uuid.UUID(str(session_id))}{_suffix(slot)}"
+
+
+def lease_key(session_id: uuid.UUID | str, slot: int = 1) -> str:
+    return f"draft-lease:{uuid.UUID(str(session_id))}{_suffix(slot)}"
+
+
+Slot = tuple[uuid.UUID, int]  # a conversation and which of its streaming replies
 
 
 Snapshot = Callable[[], tuple[history.Message, dict[str, Any]]]
@@ -73,37 +83,37 @@ class _Heartbeat:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._active: dict[uuid.UUID, tuple[redis.Redis, Snapshot]] = {}
+        self._active: dict[Slot, tuple[redis.Redis, Snapshot]] = {}
         self._thread: threading.Thread | None = None
 
-    def hold(self, r: redis.Redis, session_id: uuid.UUID, snapshot: Snapshot) -> None:
+    def hold(self, r: redis.Redis, slot: Slot, snapshot: Snapshot) -> None:
         with self._lock:
-            self._active[session_id] = (r, snapshot)
+            self._active[slot] = (r, snapshot)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="drafts", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
-        written: dict[uuid.UUID, str] = {}
+        written: dict[Slot, str] = {}
         while True:
             time.sleep(BEAT_SECONDS)
             # Under the lock: a draft is never written again after ``finish`` deleted it.
             with self._lock:
-                for session_id, (r, snapshot) in self._active.items():
+                for slot, (r, snapshot) in self._active.items():
                     message, usage = snapshot()
-                    changed = written.get(session_id) != message["content"]
+                    changed = written.get(slot) != message["content"]
                     # Redis down: the turn says so when it saves; there is nothing to renew.
                     with contextlib.suppress(redis.RedisError, OSError):
-                        _store(r, session_id, message if changed else None, usage)
-                        written[session_id] = message["content"]
+                        _store(r, slot, message if changed else None, usage)
+                        written[slot] = message["content"]
                 for gone in set(written) - set(self._active):
                     written.pop(gone, None)
 
-    def forget(self, r: redis.Redis, session_id: uuid.UUID) -> None:
+    def forget(self, r: redis.Redis, slot: Slot) -> None:
         """Delete the draft and stop writing it; a Redis error leaves both as they were."""
         with self._lock:
-            r.delete(draft_key(session_id), lease_key(session_id))
-            self._active.pop(session_id, None)
+            r.delete(draft_key(*slot), lease_key(*slot))
+            self._active.pop(slot, None)
 
 
 _heartbeat = _Heartbeat()
@@ -111,39 +121,47 @@ _heartbeat = _Heartbeat()
 
 def _store(
     r: redis.Redis,
-    session_id: uuid.UUID,
+    slot: Slot,
     message: history.Message | None,
     usage: dict[str, Any],
 ) -> None:
     pipe = r.pipeline(transaction=True)
-    pipe.hset(draft_key(session_id), "usage", json.dumps(usage, ensure_ascii=True))
+    pipe.hset(draft_key(*slot), "usage", json.dumps(usage, ensure_ascii=True))
     if message is not None:
-        pipe.hset(draft_key(session_id), "message", json.dumps(message, ensure_ascii=True))
-    pipe.set(lease_key(session_id), "1", ex=LEASE_SECONDS)
+        pipe.hset(draft_key(*slot), "message", json.dumps(message, ensure_ascii=True))
+    pipe.set(lease_key(*slot), "1", ex=LEASE_SECONDS)
     pipe.execute()
 
 
-def track(r: redis.Redis, session_id: uuid.UUID, snapshot: Snapshot) -> None:
+def track(r: redis.Redis, session_id: uuid.UUID, snapshot: Snapshot, *, slot: int = 1) -> None:
     """Keep what ``snapshot()`` returns (the reply so far, marked interrupted with STOPPED,
     and what its usage row would say) as the draft: now, then once a second until
-    ``finish``. Raises the first write's Redis error: the caller decides."""
+    ``finish``. ``slot`` tells apart two replies streaming in one conversation at once.
+    Raises the first write's Redis error: the caller decides."""
     message, usage = snapshot()
-    _store(r, session_id, message, usage)
-    _heartbeat.hold(r, session_id, snapshot)
+    _store(r, (session_id, slot), message, usage)
+    _heartbeat.hold(r, (session_id, slot), snapshot)
 
 
-def finish(r: redis.Redis, session_id: uuid.UUID) -> None:
+def finish(r: redis.Redis, session_id: uuid.UUID, *, slot: int = 1) -> None:
     """The reply is saved: forget its draft. Should the delete fail (Redis down), the draft
     stays alive and the next ``finish`` (from ``save_again``) deletes it: left without a
     lease, ``recover`` would add a second copy of a reply that is saved."""
     with contextlib.suppress(redis.RedisError, OSError):
-        _heartbeat.forget(r, session_id)
+        _heartbeat.forget(r, (session_id, slot))
 
 
 def recover(db: Session, r: redis.Redis, *, session_id: uuid.UUID) -> bool:
-    """Save the draft of a reply whose process died (its lease expired): appended to the
-    history as interrupted, its usage row and the session's counts written. True if it did."""
-    keys = [draft_key(session_id), lease_key(session_id), history.key(session_id)]
+    """Save the drafts of replies whose process died (their leases expired): appended to the
+    history as interrupted, their usage rows and the session's counts written. True if any."""
+    found = False
+    for slot in range(1, SLOTS + 1):
+        found = _recover_slot(db, r, session_id, slot) or found
+    return found
+
+
+def _recover_slot(db: Session, r: redis.Redis, session_id: uuid.UUID, slot: int) -> bool:
+    keys = [draft_key(session_id, slot), lease_key(session_id, slot), history.key(session_id)]
     try:
         usage_raw = _script(r)(keys=keys, client=r)  # EVALSHA: the script is sent once
     except (redis.RedisError, OSError):
@@ -157,7 +175,9 @@ def recover(db: Session, r: redis.Redis, *, session_id: uuid.UUID) -> bool:
             db,
             user_id=uuid.UUID(usage["user_id"]),
             session_id=session_id,
-            messages_added=2,  # the prompt and this reply: the turn never counted them
+            # The prompt and this reply (the turn never counted them); a reply regenerated,
+            # or a comparison's second one, adds itself only.
+            messages_added=int(usage.get("messages", 2)),
             prompt_tokens=int(usage["prompt_tokens"]),
             completion_tokens=int(usage["completion_tokens"]),
             model=usage["model"],

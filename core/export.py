@@ -14,7 +14,7 @@ import pandas as pd
 import redis
 from sqlalchemy.orm import Session
 
-from core import citations, drafts, history, text
+from core import citations, drafts, history, text, versions
 from core.chat_display import segments
 from core.clock import now
 from core.errors import InvalidInput
@@ -65,6 +65,8 @@ def _message_record(index: int, message: history.Message) -> dict[str, Any]:
         "tools": message.get("tools", []),
         "sources": message.get("sources", []),
         "citations": message.get("citations"),
+        "version": versions.version_of(message) if message.get("role") == "assistant" else None,
+        "compare": bool(message.get("compare")),
     }
 
 
@@ -166,10 +168,13 @@ def to_markdown(
     drafts.recover(db, r, session_id=row.id)
     all_messages = history.read_all(r, session_id=row.id)
     lines += [f"- Messages: {len(all_messages):,}", ""]
-    for i, message in enumerate(all_messages):
+    marks = versions.marks(all_messages)
+    for i, (message, mark) in enumerate(zip(all_messages, marks, strict=True)):
         status = message.get("status", "complete")
         role = str(message.get("role", "unknown")).capitalize()
         head = f"### {i + 1} · {role} · {_fmt_ts(message.get('ts'))}"
+        if mark:
+            head += f" · {mark}"
         if status != "complete":
             head += f" · {status}"
         lines += ["", "---", "", head, ""]

@@ -29,6 +29,8 @@ class Message(TypedDict):
     tools: NotRequired[list[dict[str, Any]]]  # tool cards of a reply (core.tools.ToolCard)
     sources: NotRequired[list[dict[str, Any]]]  # excerpts it was given (core.citations.Source)
     citations: NotRequired[dict[str, Any]]  # the check of its citations (core.citations.Check)
+    version: NotRequired[int]  # 2, 3...: another version of the reply before it (core.versions)
+    compare: NotRequired[bool]  # one of two models' replies to one prompt, side by side
 
 
 def key(session_id: uuid.UUID | str) -> str:
@@ -45,6 +47,8 @@ def make_message(
     tools: list[dict[str, Any]] | None = None,
     sources: list[dict[str, Any]] | None = None,
     citations: dict[str, Any] | None = None,
+    version: int | None = None,
+    compare: bool = False,
 ) -> Message:
     message: Message = {"role": role, "content": content, "ts": now().isoformat()}
     if stats:
@@ -59,6 +63,10 @@ def make_message(
         message["sources"] = sources
     if citations is not None:
         message["citations"] = citations
+    if version is not None and version > 1:
+        message["version"] = version
+    if compare:
+        message["compare"] = True
     return message
 
 
@@ -124,10 +132,22 @@ def delete(r: redis.Redis, *, session_id: uuid.UUID | str) -> None:
 
 def append_and_read_last(
     r: redis.Redis, *, session_id: uuid.UUID | str, message: Message, n: int
-) -> list[Message]:
-    """Append one message and read the newest ``n`` (it included) in one round trip."""
-    pipe = r.pipeline(transaction=False)
+) -> tuple[list[Message], int]:
+    """Append one message and read the newest ``n`` (it included) in one round trip; also
+    the list's length then (so the messages' positions stay known while others append)."""
+    pipe = r.pipeline(transaction=True)
     pipe.rpush(key(session_id), _encode(message))
     pipe.lrange(key(session_id), -max(1, n), -1)
-    _, raw = pipe.execute()
-    return [_decode(x) for x in raw]
+    length, raw = pipe.execute()
+    return [_decode(x) for x in raw], int(length)
+
+
+def read_last_at(
+    r: redis.Redis, *, session_id: uuid.UUID | str, n: int
+) -> tuple[list[Message], int]:
+    """The newest ``n`` messages, oldest first, and the list's length then (one round trip)."""
+    pipe = r.pipeline(transaction=True)
+    pipe.lrange(key(session_id), -max(1, n), -1)
+    pipe.llen(key(session_id))
+    raw, length = pipe.execute()
+    return [_decode(x) for x in raw], int(length)

@@ -240,6 +240,25 @@ class DataTable(Base):
     )
 
 
+class PromptTemplate(Base):
+    """A user's own prompt template (the shipped ones live in core.templates)."""
+
+    __tablename__ = "prompt_templates"
+    __table_args__ = (
+        Index("uq_prompt_templates_user_name", "user_id", func.lower(text("name")), unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_now, server_default=func.now()
+    )
+
+
 class SessionTable(Base):
     """A table attached to a conversation: the model may query it in that chat."""
 

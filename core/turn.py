@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from core import context_window, drafts, history, metrics, repetition
+from core import context_window, drafts, history, metrics, repetition, versions
 from core.citations import Check, Grounding, Source
 from core.config import Settings
 from core.errors import InvalidInput, LedgerError, LLMError
@@ -76,9 +76,13 @@ class Turn(TurnSaving, Iterator[Event]):
         model: str,
         started: float,
         newest: list[history.Message],
+        end: int,
         toolbox: ToolBox | None = None,
         grounding: Grounding | None = None,
         reservation: uuid.UUID | None = None,
+        again: bool = False,
+        version: int | None = None,
+        compare: bool = False,
     ) -> None:
         self.session_factory = session_factory
         self.r = r
@@ -98,8 +102,16 @@ class Turn(TurnSaving, Iterator[Event]):
         self._usage_problem: str | None = None
         self._usage_saved = False
         self._counted = 0  # messages of this turn the session row counts (question, reply)
+        # Regenerating, or a comparison's second reply: the question is stored already and
+        # counted by the turn that stored it; this turn adds a reply only.
+        self.again = again
+        self._expected = 1 if again else 2
+        self.version = version  # of the reply to this question (core.versions); None: 1
+        self.compare = compare
+        self._slot = version if compare and version else 1  # its draft, beside the other's
         self._started = started
-        self._newest = newest
+        self.newest = newest
+        self.end = end  # the history's length just after ``newest``
         self._first: float | None = None
         self._parts: list[str] = []
         self._prompt_estimate = 0
@@ -206,12 +218,14 @@ class Turn(TurnSaving, Iterator[Event]):
             recent = context_window.recent_history(
                 self.r,
                 session_id=self.session_id,
-                newest=self._newest,
+                newest=self.newest,
+                end=self.end,
                 budget=window - reserve,
                 count=count,
             )
         except (redis.RedisError, OSError) as exc:
             raise redis_unavailable(self.r, exc) from None
+        recent = versions.for_context(recent, self.model)  # one version of each reply
         messages, used = context_window.fit_context(
             system, recent, budget=window - reserve, count=count
         )
@@ -238,7 +252,7 @@ class Turn(TurnSaving, Iterator[Event]):
             messages = self._context()
             # Redis down: the reply is kept in memory, and saving it at the end says so.
             with contextlib.suppress(redis.RedisError, OSError):
-                drafts.track(self.r, self.session_id, self._draft)
+                drafts.track(self.r, self.session_id, self._draft, slot=self._slot)
             while True:
                 calls = yield from self._stream_round(messages, totals)
                 if not calls or self._cancel.is_set() or self._loop is not None:
@@ -326,13 +340,15 @@ class Turn(TurnSaving, Iterator[Event]):
         first = (self._first - self._started) * 1000 if self._first is not None else None
         message = history.make_message(
             "assistant", self.text, status="interrupted", error=drafts.STOPPED,
-            tools=[card.record() for card in self.cards],
+            tools=[card.record() for card in self.cards], version=self.version,
+            compare=self.compare,
         )  # fmt: skip
         usage = {
             "user_id": str(self.user_id), "model": self.model, "backend": self.backend.name,
             "prompt_tokens": self._prompt_estimate, "completion_tokens": len(self._parts),
             "ttft_ms": first, "duration_ms": elapsed, "tool_calls": len(self.cards),
             "reservation": str(self.reservation) if self.reservation else None,
+            "messages": self._expected,
         }  # fmt: skip
         return message, usage
 

@@ -91,6 +91,11 @@ class TurnSaving:
     _usage_problem: str | None
     _usage_saved: bool
     _counted: int
+    _expected: int
+    again: bool
+    version: int | None
+    compare: bool
+    _slot: int
     _started: float
     _first: float | None
     _parts: list[str]
@@ -163,6 +168,8 @@ class TurnSaving:
             tools=[card.record() for card in self.cards],
             sources=[source.record() for source in self.sources],
             citations=self.citation_check.record() if self.citation_check else None,
+            version=self.version,
+            compare=self.compare,
         )
         self._append_reply()
 
@@ -171,7 +178,7 @@ class TurnSaving:
         try:
             history.append(self.r, session_id=self.session_id, message=self._reply)
             self._stored, self._reply_problem = True, None
-            drafts.finish(self.r, self.session_id)
+            drafts.finish(self.r, self.session_id, slot=self._slot)
         except (redis.RedisError, OSError) as exc:
             self._reply_problem = str(redis_unavailable(self.r, exc)) + " The reply was not saved."
 
@@ -179,7 +186,7 @@ class TurnSaving:
         stats = self.stats
         assert stats is not None
         db = self.session_factory()
-        counted = 1 + int(self._stored)
+        counted = (self._expected - 1) + int(self._stored)
         try:
             session_id: uuid.UUID | None = self.session_id
             try:
@@ -192,7 +199,7 @@ class TurnSaving:
                     completion_tokens=stats.completion_tokens,
                     model=self.model,
                 )
-                first_prompt = row.message_count <= 2 and not self.new_session
+                first_prompt = row.message_count <= 2 and not self.new_session and not self.again
                 if first_prompt and row.title == sessions.DEFAULT_TITLE:
                     row.title = sessions.title_from_prompt(self.prompt)
             except NotFound:  # deleted in another tab while the reply streamed
@@ -252,7 +259,9 @@ class TurnSaving:
     def pending(self) -> bool:
         """True while something of this finished turn (its saving done) is still not saved."""
         done = self._done.is_set()
-        return done and (not self._stored or not self._usage_saved or self._counted < 2)
+        return done and (
+            not self._stored or not self._usage_saved or self._counted < self._expected
+        )
 
     def save_again(self) -> bool:
         """Write what could not be written when the turn ended (Redis or PostgreSQL was
@@ -267,7 +276,7 @@ class TurnSaving:
             self._append_reply()
         if not self._usage_saved:
             self._record_usage()
-        elif self._stored and self._counted < 2:
+        elif self._stored and self._counted < self._expected:
             self._count_reply()
         return not self.pending
 

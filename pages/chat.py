@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import chat_view
-from app.page import current_user, header, read, sessions_factory, show_error, store
-from app.recovery import CONSUMED_KEY, PROMPT_KEY, TURN_KEY, keep_unsaved, take_unsent
-from core import access, chat, chat_display, llm, turn
-from core.errors import EmptyPrompt, LedgerError
+from app import chat_reply, chat_view, templates_view
+from app.page import current_user, header, read, show_error, store
+from app.recovery import PROMPT_KEY, latest_turns, take_unsent
+from core import access, llm, versions
+from core.errors import LedgerError
+from core.turn import Turn
 
 user = current_user()
 backend = llm.get_backend()
 session_id = st.query_params.get("session") or None
+REGENERATE_KEY = "chat_regenerate"  # the Regenerate button was pressed: answer it again
 
 
 def new_chat() -> None:
     st.query_params.pop("session", None)
 
 
+def regenerate() -> None:
+    st.session_state[REGENERATE_KEY] = True
+
+
 # A click during a reply starts this run on a new thread while the old run still streams:
 # stop that reply and let it save, so the history below includes its partial text.
-previous = st.session_state.get(TURN_KEY)
-if isinstance(previous, turn.Turn) and not previous.stop(timeout=5):
+previous = [t for t in latest_turns() if isinstance(t, Turn)]
+if not all(t.stop(timeout=chat_reply.STOP_SECONDS) for t in previous):
     st.info("The previous reply is still being saved; it will appear on the next refresh.")
 
 opened = None
@@ -38,8 +44,7 @@ if session_id:
 if opened is not None and opened.read_only:  # an admin reading another user's conversation
     header("Chat", "Read only: nothing can be sent in another user's conversation.")
     st.info(opened.notice, icon=":material/visibility:")
-    for message in opened.messages:
-        chat_view.show_message(dict(message))
+    chat_view.show_conversation(opened.messages)
     st.button("Start a chat of your own", on_click=new_chat)
     st.stop()
 
@@ -53,6 +58,7 @@ with st.sidebar:
     choices = llm.model_choices(installed, backend.default_model)
     preferred = llm.preferred_model(installed, backend.default_model)
     model = st.selectbox("Model", choices, index=choices.index(preferred), key="model")
+    second = chat_view.second_model_picker(choices, model)
     tables = chat_view.tables_picker(user, session_id)
     papers = chat_view.documents_picker(user, session_id)
     use_tools = st.toggle(
@@ -69,56 +75,25 @@ else:
 if missing := llm.missing_model_note(installed, backend.default_model):
     st.warning(missing, icon=":material/download:")
 chat_view.tools_note(backend, model, tables=bool(tables))
-for message in opened.messages if opened is not None else []:
-    chat_view.show_message(dict(message))
+shown = opened.messages if opened is not None else []
+chat_view.show_conversation(shown)
+reply_area = st.container()  # a reply streams here: above the templates, under the messages
+templated = templates_view.picker(user)
 
 prompt = st.chat_input(
     "Ask about markets, accounting, corporate or personal finance", key=PROMPT_KEY
 )
-prompt = prompt or take_unsent()
-if prompt is not None:
-    try:
-        current = chat.turn(
-            sessions_factory(), store(), backend, user_id=user.id, session_id=session_id,
-            prompt=prompt, model=model, tables=tables, use_tools=use_tools, documents=papers,
+prompt = prompt or take_unsent() or templated
+again = bool(st.session_state.pop(REGENERATE_KEY, False)) and prompt is None
+chosen = chat_reply.Choices(model, second, tables, papers, use_tools)
+with reply_area:
+    if again and session_id:
+        chat_reply.ask_again(user, backend, session_id, chosen)
+    elif prompt is not None:
+        chat_reply.ask(user, backend, session_id, prompt, chosen)
+    if again or prompt is not None or versions.last_question(shown) is not None:
+        st.button(
+            "Regenerate", icon=":material/refresh:", on_click=regenerate, key="regenerate",
+            help="Answer the last question again with the model chosen in the sidebar; the "
+            "earlier reply is kept as a version of its own.",
         )  # fmt: skip
-    except EmptyPrompt:
-        st.stop()
-    except LedgerError as exc:  # refused before anything was stored: offer the text back
-        show_error(exc)
-        with st.expander("Your prompt (not sent): copy it from here"):
-            st.code(prompt, language=None, wrap_lines=True)
-        st.stop()
-    st.session_state[TURN_KEY] = current
-    st.session_state[CONSUMED_KEY] = prompt
-    st.query_params["session"] = str(current.session_id)
-    with st.chat_message("user"):
-        st.markdown(chat_display.for_display(current.prompt))
-    with st.chat_message("assistant"):
-        stop = st.empty()
-        stop.button(
-            "Stop reply",
-            icon=":material/stop_circle:",
-            help="Stop the reply; the text so far is kept.",
-        )
-        try:
-            chat_view.stream_reply(current)
-        except LedgerError as exc:
-            st.error(f"Reply failed: {exc}")
-        finally:
-            current.close()  # on a rerun (Stop, any click, page left) this saves the partial reply
-        st.session_state.pop(CONSUMED_KEY, None)  # this run was not cut short
-        stop.empty()
-        if current.status == "truncated":
-            st.warning(current.error or "Reply cut off before the end.", icon=":material/cut:")
-        chat_view.show_sources(current.sources, current.citation_check)
-        if current.grounding is not None and current.grounding.note:
-            st.caption(current.grounding.note)
-        if current.stats is not None:
-            st.caption(chat_display.caption(current.stats))
-        if current.storage_error:
-            keep_unsaved(current)
-            st.warning(
-                f"{current.storage_error} Ledger keeps it and saves it as soon as the store "
-                "answers again, while this tab stays open."
-            )

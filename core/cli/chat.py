@@ -32,7 +32,8 @@ from core.turn import Turn
 SHOWN_SESSIONS = 20
 SHOWN_HISTORY = 10
 COMMANDS = (
-    "/new starts a new chat, /models lists the models, /model NAME switches, "
+    "/new starts a new chat, /again answers the last question again (a new version), "
+    "/models lists the models, /model NAME switches, "
     "/save retries replies not saved, /quit leaves. Ctrl-C stops a reply."
 )
 
@@ -222,6 +223,23 @@ def run(args: argparse.Namespace) -> int:
             _save_pending(pending, out)
             if not pending:
                 out.write("[nothing is waiting to be saved]\n")
+            continue
+        if command == "/again":
+            if session_id is None:
+                out.write("[nothing to answer again yet: ask a question first]\n")
+                continue
+            try:
+                turn = chat.regenerate(
+                    database.get_sessionmaker(), services.redis_client(), backend,
+                    user_id=user.id, session_id=session_id, model=model,
+                )  # fmt: skip
+            except LedgerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                continue
+            out.write(f"[version {turn.version} of the reply, from {turn.model}]\n")
+            _stream(turn, out)
+            if turn.storage_error:
+                pending.append(turn)
             continue
         if re.match(r"/[A-Za-z]\w*(\s|$)", command):
             model = _command(command, model, backend, out)

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core import history, sessions
 from core.accounts import Identity
 from core.config import get_settings
-from core.models import ConversationSession, LlmCall
+from core.models import ConversationSession, LlmCall, PromptTemplate
 from tests.conftest import ROOT
 from tests.support.chat_failures import LLM_FAILURES, LLMFailure, says_all
 from tests.support.fake_ollama import FakeOllama
@@ -231,3 +231,111 @@ def test_redis_down_refuses_the_prompt_and_offers_it_back(
         monkeypatch.undo()
         get_settings.cache_clear()
         services.reset()
+
+
+# --- regenerate, compare, templates ---------------------------------------------------------
+
+
+def models_called(dbs: Session) -> list[str]:
+    dbs.expire_all()
+    return [c.model for c in dbs.scalars(select(LlmCall).order_by(LlmCall.id))]
+
+
+def test_regenerate_answers_again_with_the_chosen_model_and_shows_both_versions(
+    ana: Identity, ollama_env: FakeOllama, r: redis.Redis, dbs: Session
+) -> None:
+    ollama_env.script(reply="First take.")
+    at = page(ana)
+    at.chat_input[0].set_value("What is EBITDA?").run()
+    assert not at.exception and not at.error
+    ollama_env.script(reply="Second take.")
+    at.selectbox(key="model").set_value("qwen2.5:7b").run()
+    at.button(key="regenerate").click().run()
+    assert not at.exception and not at.error
+    assert any(c.value == "Version 2 · qwen2.5:7b" for c in at.caption)
+    sid = at.query_params["session"]
+    saved = history.read_all(r, session_id=sid)
+    assert [m["content"] for m in saved] == ["What is EBITDA?", "First take.", "Second take."]
+    assert models_called(dbs) == ["llama3.2:3b", "qwen2.5:7b"]
+
+    reopened = page(ana, sid[0] if isinstance(sid, list) else sid)
+    assert not reopened.exception
+    labels = [tab.label for tab in reopened.tabs]
+    assert labels == ["Version 2 of 2 · qwen2.5:7b (newest)", "Version 1 of 2 · llama3.2:3b"]
+    shown = [md.value for tab in reopened.tabs for md in tab.markdown]
+    assert shown == ["Second take.", "First take."]  # the newest first: the tab open at first
+
+
+def test_no_regenerate_button_before_the_first_question(ana: Identity) -> None:
+    at = page(ana)
+    assert not [b for b in at.button if b.key == "regenerate"]
+
+
+def test_compare_answers_one_prompt_with_two_models_side_by_side(
+    ana: Identity, ollama_env: FakeOllama, r: redis.Redis, dbs: Session
+) -> None:
+    ollama_env.script(reply="Gross margin is revenue less cost of sales.")
+    at = page(ana)
+    at.toggle(key="chat_compare").set_value(True).run()
+    assert at.selectbox(key="chat_second_model").options == ["qwen2.5:7b"]
+    at.chat_input[0].set_value("Explain gross margin").run()
+    assert not at.exception and not at.error
+    assert sorted(models_called(dbs)) == ["llama3.2:3b", "qwen2.5:7b"]
+    replies = [m for m in history.read_all(r, session_id=at.query_params["session"])][1:]
+    assert sorted(m.get("version", 1) for m in replies) == [1, 2]
+    assert all(m.get("compare") for m in replies)
+    captions = [c.value for c in at.caption]
+    assert sum("tokens/s" in c for c in captions) == 2  # both replies with their stats
+
+    reopened = page(ana, at.query_params["session"])
+    heads = [md.value for md in reopened.markdown if md.value.startswith("**Version")]
+    assert heads == ["**Version 1 of 2 · llama3.2:3b**", "**Version 2 of 2 · qwen2.5:7b**"]
+    assert len(reopened.columns) >= 2
+
+
+def test_compare_with_one_model_available_says_there_is_nothing_to_compare(
+    ana: Identity, ollama_env: FakeOllama
+) -> None:
+    ollama_env.models = ("llama3.2:3b",)
+    at = page(ana)
+    at.toggle(key="chat_compare").set_value(True).run()
+    assert any("nothing to compare it with" in c.value for c in at.sidebar.caption)
+
+
+def test_a_shipped_template_filled_in_is_sent_as_the_prompt(
+    ana: Identity, ollama_env: FakeOllama
+) -> None:
+    at = page(ana)
+    at.selectbox(key="template_pick").set_value(2).run()  # Variance explanation
+    at.text_input(key="template_field-line_item").set_value("Freight costs")
+    at.text_input(key="template_field-period").set_value("Q3 2025")
+    at.button(key="template_ask").click().run()
+    assert [e.value for e in at.error] == ["Fill in: budget, actual, context."]
+    assert not ollama_env.requests  # nothing sent with blanks left
+    for name, value in (("budget", "$1.2M"), ("actual", "$1.5M"), ("context", "fuel prices")):
+        at.text_input(key=f"template_field-{name}").set_value(value)
+    at.button(key="template_ask").click().run()
+    assert not at.exception and not at.error
+    asked = ollama_env.requests[-1]["messages"][-1]["content"]
+    assert asked.startswith("Explain the variance between budget and actual for Freight costs")
+    assert "Budget: $1.2M. Actual: $1.5M." in asked
+
+
+def test_a_saved_template_is_the_users_own_and_can_be_deleted(ana: Identity, dbs: Session) -> None:
+    at = page(ana)
+    at.text_input(key="template_name").set_value("Peer check")
+    at.text_area(key="template_body").set_value("Compare {company} with its peers.")
+    at.button[[b.label for b in at.button].index("Save template")].click().run()
+    assert not at.exception and not at.error
+    assert any("Template 'Peer check' saved." in s.value for s in at.success)
+    options = at.selectbox(key="template_pick").options
+    assert "Peer check (yours)" in options
+    bob = identity(dbs, "bob", commit=True)
+    assert "Peer check (yours)" not in page(bob).selectbox(key="template_pick").options
+
+    at.selectbox(key="template_pick").set_value(options.index("Peer check (yours)")).run()
+    (row,) = dbs.scalars(select(PromptTemplate))
+    at.button(key=f"template_delete-{row.id}").click().run()
+    assert not at.exception
+    dbs.expire_all()
+    assert not list(dbs.scalars(select(PromptTemplate)))

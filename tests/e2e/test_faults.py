@@ -33,6 +33,7 @@ from tests.support.redis_server import RedisServer
 
 USER, PASSWORD = "fay.analyst", "faults are facts of life"
 MODEL = "llama3.2:3b"
+SECOND = "qwen2.5:7b"  # the model a comparison answers with besides MODEL
 CONNECT_TIMEOUT = 1.0  # LLM_CONNECT_TIMEOUT_SECONDS for the app
 READ_TIMEOUT = 1.5  # LLM_READ_TIMEOUT_SECONDS for the app: a silent server fails this fast
 HELD = 5  # chunks of REPLY sent before a held reply waits (for less than READ_TIMEOUT)
@@ -73,7 +74,7 @@ def own_pg() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[FakeOllamaProcess]:
-    server = FakeOllamaProcess(models=[MODEL]).start()
+    server = FakeOllamaProcess(models=[MODEL, SECOND]).start()
     yield server
     server.stop()
 
@@ -557,6 +558,46 @@ def test_stop_reply_keeps_the_partial_reply_marked_interrupted(
     assert stopped in chat.warnings()  # marked, from history
     assert chat.counts() == (2, 2)
     assert chat.row()["calls"] == ["cancelled"]  # type: ignore[index]
+
+
+COLUMNS_JS = """() => {
+  const msgs = [...document.querySelectorAll('[data-testid=stChatMessage]')];
+  const last = msgs[msgs.length - 1];
+  return last ? [...last.querySelectorAll('[data-testid=stColumn]')].map(c => c.innerText) : [];
+}"""
+
+
+def test_stop_during_a_comparison_keeps_both_partial_replies_side_by_side(
+    chat: Chat, llm: FakeOllamaProcess
+) -> None:
+    llm.script(reply=REPLY, delay=0.08)  # about 2 s of streaming, for each model
+    switch = chat.page.get_by_text("Compare two models")
+    b.click_and_settle(chat.page, switch)
+    try:
+        b.ask(chat.page, "What is net debt?")
+        deadline = time.monotonic() + 15
+        # Both columns grow at the same time: neither waits for the other to end.
+        while not (
+            len(cols := chat.page.evaluate(COLUMNS_JS)) == 2
+            and all(len(c) > len(m) + 20 for c, m in zip(cols, (MODEL, SECOND), strict=True))
+        ):
+            assert time.monotonic() < deadline, f"the two replies did not stream: {cols}"
+            time.sleep(0.02)  # polling the page
+        b.click_and_settle(chat.page, chat.page.get_by_role("button", name="Stop reply"))
+        question, *answers = chat.stored()
+        assert question[:2] == ("user", "What is net debt?")
+        assert [status for _, _, status in answers] == ["interrupted", "interrupted"]
+        assert all(REPLY.startswith(text) and len(text) < len(REPLY) for _, text, _ in answers)
+        assert chat.counts() == (3, 3)
+        assert chat.row()["calls"] == ["cancelled", "cancelled"]  # type: ignore[index]
+        chat.reload()
+        cols = chat.page.evaluate(COLUMNS_JS)
+        assert [c.splitlines()[0] for c in cols] == [
+            f"Version 1 of 2 · {MODEL}",
+            f"Version 2 of 2 · {SECOND}",
+        ]
+    finally:
+        b.click_and_settle(chat.page, switch)  # the tab is shared: one model again
 
 
 def test_leaving_for_another_page_mid_reply_saves_the_partial_reply(

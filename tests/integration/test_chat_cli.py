@@ -450,3 +450,20 @@ def test_a_reply_still_not_saved_on_leaving_is_printed_to_copy(
     assert stalled.leave() == 0
     assert "warning: this reply is NOT saved (" in stalled.err
     assert stalled.err.rstrip().endswith("copy it from here:\nword word word")
+
+
+def test_again_answers_the_last_question_again_as_a_new_version(
+    ana: uuid.UUID, ollama_env: FakeOllama, dbs: Session, r: redis.Redis
+) -> None:
+    typed = "/again\nWhat is EBITDA?\n/model qwen2.5:7b\n/again\n/quit\n"
+    done = run(typed, "--new", "-u", "ana")
+    assert done.returncode == 0, done.stderr
+    assert "[nothing to answer again yet: ask a question first]" in done.stdout
+    assert "[version 2 of the reply, from qwen2.5:7b]" in done.stdout
+    saved = history.read_all(r, session_id=only_session(dbs).id)
+    assert [(m["role"], m.get("version")) for m in saved] == [
+        ("user", None),
+        ("assistant", None),
+        ("assistant", 2),
+    ]
+    assert [c.model for c in calls_of(dbs)] == ["llama3.2:3b", "qwen2.5:7b"]

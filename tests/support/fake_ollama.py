@@ -86,6 +86,8 @@ class Script:
     # offers tools, in each of the first ``tool_rounds`` rounds of a prompt; then the reply.
     tool_calls: tuple[dict[str, Any], ...] = ()
     tool_rounds: int = 1
+    # Another reply for some models, as (model, chunks) pairs (a comparison that differs).
+    by_model: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _now() -> str:
@@ -306,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         options = body.get("options") or {}
         limit = int(options.get("num_predict") or 0)
-        chunks = list(script.chunks)
+        chunks = list(dict(script.by_model).get(name, script.chunks))
         reason = "stop"
         if limit > 0 and len(chunks) > limit:
             chunks, reason = chunks[:limit], "length"
@@ -370,6 +372,12 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.finals.append(closing)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (Stop, page left)
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """A reply as the server streams it: words, each after the first with its space."""
+    words = text.split(" ")
+    return tuple(w if i == 0 else " " + w for i, w in enumerate(words))
 
 
 def _rounds(body: dict[str, Any]) -> int:
@@ -460,6 +468,7 @@ class FakeOllama:
         hold: int | None = None,
         tool_calls: Sequence[dict[str, Any]] | None = None,
         tool_rounds: int | None = None,
+        replies: dict[str, str] | None = None,
     ) -> FakeOllama:
         """Set what the following chat requests get (unset arguments reset to defaults).
 
@@ -470,13 +479,14 @@ class FakeOllama:
         base = Script()
         parts: tuple[str, ...] = base.chunks
         if isinstance(reply, str):
-            words = reply.split(" ")
-            parts = tuple(w if i == 0 else " " + w for i, w in enumerate(words))
+            parts = _words(reply)
         elif reply is not None:
             parts = tuple(reply)
         if chunks is not None:
             parts = tuple("word " for _ in range(chunks))
         updates: dict[str, Any] = {"chunks": parts, "failure": failure}
+        if replies:  # model -> its own reply, split into words as ``reply`` is
+            updates["by_model"] = tuple((m, _words(text)) for m, text in replies.items())
         if tool_calls is not None:
             updates["tool_calls"] = tuple(tool_calls)
         for key, value in (

@@ -81,7 +81,24 @@ def capture(page: Any, out: Path, name: str) -> None:
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
-def shoot(app: AppServer, out: Path, session_id: str) -> None:
+SECOND = "qwen2.5:7b"
+RATIO_QUESTION = "Is a current ratio of 0.8 a problem for a retailer?"
+RATIO_REPLIES = {
+    MODEL: (
+        "A **current ratio of 0.8** means current liabilities exceed current assets: for every "
+        "1.00 owed within a year there is 0.80 of short-term assets.\n\nFor a retailer this is "
+        "often normal: stock turns fast, customers pay at once and suppliers are paid on 60-90 "
+        "day terms. Check the **cash conversion cycle** and the trend before calling it a problem."
+    ),
+    SECOND: (
+        "Not necessarily. Retailers such as grocers run **negative working capital**: they sell "
+        "inventory for cash before paying suppliers.\n\n- Compare with peers (0.7-0.9 is common)\n"
+        "- Watch the quick ratio and undrawn credit lines\n- Worry if it falls year after year."
+    ),
+}
+
+
+def shoot(app: AppServer, out: Path, session_id: str, fake: FakeOllama) -> None:
     with b.chromium() as chromium:
         visitor = b.new_context(chromium)
         page = b.open_page(visitor, app.url)
@@ -98,6 +115,14 @@ def shoot(app: AppServer, out: Path, session_id: str) -> None:
         b.ask(page, QUESTION)
         b.sample_reply_growth(page)
         capture(page, out, "chat")
+        fake.script(replies=RATIO_REPLIES, delay=0.01)
+        b.click_and_settle(page, page.get_by_role("button", name="New chat"))
+        b.click_and_settle(page, page.get_by_text("Compare two models"))
+        b.ask(page, RATIO_QUESTION)
+        page.wait_for_timeout(300)
+        b.idle(page)
+        capture(page, out, "compare")
+        fake.script(reply=REPLY, delay=0.01)
         b.go(page, "Sessions")
         search = page.get_by_label("Search titles and messages", exact=True)
         search.fill("working capital")
@@ -151,7 +176,7 @@ def main() -> int:
             )
             app.start()
             args.out.mkdir(parents=True, exist_ok=True)
-            shoot(app, args.out.resolve(), session_id)
+            shoot(app, args.out.resolve(), session_id, fake)
     finally:
         if app is not None:
             app.stop()
