@@ -32,6 +32,7 @@ from core.embedded import redis as embedded_redis
 from core.models import Base
 from core.urls import sqlalchemy_url
 from tests.support.fake_ollama import FakeOllama
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,6 +217,24 @@ def dbs(clean_state: None) -> Iterator[Session]:
 @pytest.fixture
 def r(clean_state: None) -> redis.Redis:
     return services.redis_client()
+
+
+@pytest.fixture
+def private_redis(
+    clean_state: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[redis.Redis]:
+    """A Redis server of the test's own, which core (and any process the test starts) uses:
+    for a test that changes a server-wide setting (``maxmemory`` to make it refuse writes),
+    which on a shared server would reach every other worker's database too."""
+    with RedisServer(tmp_path / "private-redis") as server:
+        monkeypatch.setenv("REDIS_URL", server.url)
+        get_settings.cache_clear()
+        services.reset()
+        try:
+            yield services.redis_client()
+        finally:
+            services.reset()
+            get_settings.cache_clear()
 
 
 # --- LLM -----------------------------------------------------------------------------------

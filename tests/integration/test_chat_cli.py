@@ -401,13 +401,6 @@ def stalled(
     return client
 
 
-@pytest.fixture
-def redis_full(r: redis.Redis) -> Iterator[Callable[[], None]]:
-    """Call it to make the test Redis refuse writes (out of memory); it takes them after."""
-    yield lambda: r.config_set("maxmemory", 1)
-    r.config_set("maxmemory", 0)
-
-
 def test_ctrl_c_mid_reply_keeps_the_partial_reply(
     stalled: Terminal, dbs: Session, r: redis.Redis
 ) -> None:
@@ -420,9 +413,11 @@ def test_ctrl_c_mid_reply_keeps_the_partial_reply(
 
 
 def test_a_reply_redis_refused_is_saved_by_save_once_redis_takes_writes(
-    stalled: Terminal, redis_full: Callable[[], None], dbs: Session, r: redis.Redis
+    private_redis: redis.Redis, stalled: Terminal, dbs: Session
 ) -> None:
-    redis_full()  # the question is stored; from now on Redis refuses writes
+    # The terminal client uses this test's own Redis: maxmemory is the server's setting.
+    r = private_redis
+    r.config_set("maxmemory", 1)  # the question is stored; from now on Redis refuses writes
     stalled.ctrl_c()
     stalled.wait_for("[stopped: the partial reply is kept]")
     stalled.wait_for("Ledger tries again before your next prompt", stream="err")

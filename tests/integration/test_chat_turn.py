@@ -596,8 +596,9 @@ def session_row(dbs: Session, sid: uuid.UUID) -> ConversationSession:
 
 
 def test_a_reply_redis_refused_is_saved_by_save_again_once_redis_takes_writes(
-    env: FakeOllama, user_id: uuid.UUID, dbs: Session, r: redis.Redis
+    env: FakeOllama, user_id: uuid.UUID, dbs: Session, private_redis: redis.Redis
 ) -> None:
+    r = private_redis  # maxmemory is the server's: on a shared one it hits other tests too
     t = start(user_id, "Hello")
     got = [next(t)]
     r.config_set("maxmemory", 1)  # the question is stored; from now on Redis refuses writes
