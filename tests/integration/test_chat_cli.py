@@ -437,9 +437,9 @@ def test_a_reply_redis_refused_is_saved_by_save_once_redis_takes_writes(
 
 
 def test_a_reply_still_not_saved_on_leaving_is_printed_to_copy(
-    stalled: Terminal, redis_full: Callable[[], None]
+    private_redis: redis.Redis, stalled: Terminal
 ) -> None:
-    redis_full()
+    private_redis.config_set("maxmemory", 1)  # this test's own Redis refuses writes from now
     stalled.ctrl_c()
     stalled.wait_for("you> ", times=2)
     assert stalled.leave() == 0

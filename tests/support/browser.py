@@ -122,7 +122,11 @@ def log_in(page: Any, username: str, password: str) -> None:
 
 def log_out(page: Any) -> None:
     """Press Logout and wait for its outcome, the login form: on a loaded machine the rerun
-    can start after click_and_settle's pause, which would return before the logout happened."""
+    can start after click_and_settle's pause, which would return before the logout happened.
+    Right after a login the gate may still be running (the cookie component reports the new
+    cookie and the page runs once more): Logout is pressed once that has settled."""
+    page.get_by_text("Signed in as").wait_for(timeout=30_000)
+    idle(page)
     click_and_settle(page, page.get_by_role("button", name="Logout"))
     page.get_by_label("Password", exact=True).wait_for(timeout=30_000)
 
