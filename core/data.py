@@ -167,7 +167,14 @@ def upload(
     """Read ``data`` as a table and store it under ``name`` (default: from the file name,
     made unique). Raises ``InvalidInput`` with the reason for a file it cannot read."""
     check_size(len(data))
-    parsed = ingest.parse(filename, data)
+    # The file's hash on another thread while DuckDB reads it (hashlib lets go of the GIL).
+    digest: list[str] = []
+    hashing = threading.Thread(target=lambda: digest.append(hashlib.sha256(data).hexdigest()))
+    hashing.start()
+    try:
+        parsed = ingest.parse(filename, data)
+    finally:
+        hashing.join()
     wanted = clean_name(name) if name else name_from_filename(filename)
     if name and _owned_by_name(db, user_id, wanted) is not None:
         raise Conflict(f"You already have a table named {wanted}.", field="name")
@@ -180,7 +187,7 @@ def upload(
         file_bytes=len(data),
         row_count=parsed.rows,
         columns=parsed.columns,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=digest[0],
         parquet=parsed.parquet,
         parquet_bytes=len(parsed.parquet),
         created_at=stamp,

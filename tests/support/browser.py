@@ -115,16 +115,20 @@ def click_and_settle(page: Any, locator: Any) -> None:
 
 
 def log_in(page: Any, username: str, password: str) -> None:
+    """Fill in the login form and press Login. When it signs in, wait until the page has run
+    for the new cookie too (the cookie component reports it and the page runs once more): a
+    prompt typed during that run would be taken by a run the next one cuts short."""
     page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     click_and_settle(page, page.get_by_role("button", name="Login"))
+    if page.get_by_text("Signed in as").count():
+        idle(page, hold=1.0)
 
 
 def log_out(page: Any) -> None:
     """Press Logout and wait for its outcome, the login form: on a loaded machine the rerun
     can start after click_and_settle's pause, which would return before the logout happened.
-    Right after a login the gate may still be running (the cookie component reports the new
-    cookie and the page runs once more): Logout is pressed once that has settled."""
+    Right after a login the gate may still be running: Logout is pressed once it has settled."""
     page.get_by_text("Signed in as").wait_for(timeout=30_000)
     idle(page)
     click_and_settle(page, page.get_by_role("button", name="Logout"))
