@@ -124,8 +124,9 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile
 # the hundreds of app and CLI processes the suite starts compiles core anew.
 test-fast pytest test-services: export PYTHONDONTWRITEBYTECODE :=
 
+# The slowest tests are listed at the end: where the suite's time goes (issue 15's target).
 pytest: install browser balancer
-	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/pytest $(XDIST) -m "unit or app" $(PYTEST_ARGS)

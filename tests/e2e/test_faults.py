@@ -241,6 +241,16 @@ class Chat:
             time.sleep(0.05)  # polling Redis
         return stored
 
+    def row_once_counted(self, sid: uuid.UUID, messages: int, within: float = 15.0) -> Any:
+        """The session's row once it counts ``messages``: a turn stores its reply in Redis
+        first, then its usage row and counts in PostgreSQL."""
+        deadline = time.monotonic() + within
+        while (row := self.row(sid)) is None or row["message_count"] < messages:
+            if time.monotonic() > deadline:
+                return row
+            time.sleep(0.05)  # polling PostgreSQL
+        return row
+
     def shown(self) -> list[str]:
         return [" ".join(t.split()) for t in self.page.locator(b.MESSAGE).all_inner_texts()]
 
@@ -614,7 +624,7 @@ def test_leaving_for_another_page_mid_reply_saves_the_partial_reply(
         role, partial, status = answer
         assert (role, status) == ("assistant", "interrupted")
         assert 20 <= len(partial) < len(REPLY) and REPLY.startswith(partial)
-        row = chat.row(sid)
+        row = chat.row_once_counted(sid, 2)
         assert row is not None and (row["message_count"], row["calls"]) == (2, ["cancelled"])
     finally:
         b.go(chat.page, "Chat")
@@ -636,5 +646,5 @@ def test_closing_the_tab_mid_reply_saves_the_partial_reply(
     role, partial, status = answer
     assert (role, status) == ("assistant", "interrupted")  # the closed tab ended the run
     assert 20 <= len(partial) < len(REPLY) and REPLY.startswith(partial)
-    row = chat.row(sid)
+    row = chat.row_once_counted(sid, 2)
     assert row is not None and (row["message_count"], row["calls"]) == (2, ["cancelled"])
