@@ -113,6 +113,11 @@ def _after(current: Turn) -> None:
         st.caption(current.grounding.note)
     if current.stats is not None:
         st.caption(chat_display.caption(current.stats))
+    _keep_if_unsaved(current)
+
+
+def _keep_if_unsaved(current: Turn) -> None:
+    """Say what could not be saved, and keep the turn so the router saves it later."""
     if current.storage_error:
         keep_unsaved(current)
         st.warning(
@@ -213,11 +218,9 @@ def _draw_while_streaming(
 
 
 def _show_finished(current: Turn) -> None:
-    """A finished reply of a comparison, drawn whole: text, cards, mark, stats."""
-    cards = list(current.cards)
-    for part in chat_display.segments(current.text, cards):
-        if isinstance(part, str):
-            st.markdown(chat_display.for_display(part))
-        else:
-            chat_view.show_card(part)
-    _after(current)
+    """A finished reply of a comparison, drawn whole as the history will show it."""
+    if current.reply is not None:
+        chat_view.show_body(current.reply)
+    if current.grounding is not None and current.grounding.note:
+        st.caption(current.grounding.note)
+    _keep_if_unsaved(current)

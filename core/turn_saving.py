@@ -247,6 +247,11 @@ class TurnSaving:
             db.close()
 
     @property
+    def reply(self) -> history.Message | None:
+        """The reply as saved (or to be saved) in the history, once the turn has ended."""
+        return self._reply
+
+    @property
     def storage_error(self) -> str | None:
         """What could not be saved when the turn ended (None when everything was)."""
         usage_note = None
