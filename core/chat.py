@@ -141,6 +141,8 @@ def regenerate(
     except (redis.RedisError, OSError) as exc:
         raise redis_unavailable(r, exc) from None
     asked = versions.last_question(last)
+    # The owner check comes first, even with nothing to answer: anyone else's session must
+    # read "not found", never "no question yet".
     start = turn_setup.begin(
         session_factory, r, backend, settings, user_id=user_id, session_id=session_id,
         question=asked.question if asked else "", model=model, tables=None, docs=None,
