@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from core import accounts, history, migrate, sessions
-from core.models import ConversationSession, LlmCall
+from core.models import ConversationSession
 from tests.support.chat_failures import LLM_FAILURES, LLMFailure, says_all
 from tests.support.fake_ollama import FakeOllama
 from tests.support.pg_server import PostgresServer
 from tests.support.redis_server import RedisServer
+from tests.support.state import calls
 
 PASSWORD = "correct horse battery"
 
@@ -63,14 +64,8 @@ def only_session(dbs: Session) -> ConversationSession:
     return row
 
 
-def calls_of(dbs: Session) -> list[LlmCall]:
-    dbs.expire_all()
-    return list(dbs.scalars(select(LlmCall).order_by(LlmCall.id)))
-
-
 def outcomes(dbs: Session) -> list[str]:
-    dbs.expire_all()
-    return [c.outcome for c in dbs.scalars(select(LlmCall).order_by(LlmCall.id))]
+    return [c.outcome for c in calls(dbs)]
 
 
 class Terminal:
@@ -231,7 +226,7 @@ def test_models_are_listed_and_switched_and_unknown_commands_stay_local(
     assert "Answering with qwen2.5:7b from now on." in done.stdout
     assert "Unknown command /ratios (not sent to the model)." in done.stdout
     assert [m["model"] for m in ollama_env.requests] == ["qwen2.5:7b"]  # only the question
-    assert [c.model for c in calls_of(dbs)] == ["qwen2.5:7b"]
+    assert [c.model for c in calls(dbs)] == ["qwen2.5:7b"]
 
 
 def test_a_missing_configured_model_is_said_and_an_installed_one_answers(
@@ -461,4 +456,4 @@ def test_again_answers_the_last_question_again_as_a_new_version(
         ("assistant", None),
         ("assistant", 2),
     ]
-    assert [c.model for c in calls_of(dbs)] == ["llama3.2:3b", "qwen2.5:7b"]
+    assert [c.model for c in calls(dbs)] == ["llama3.2:3b", "qwen2.5:7b"]

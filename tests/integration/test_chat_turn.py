@@ -38,8 +38,9 @@ from core.errors import (
     QuotaExceeded,
     ServiceUnavailable,
 )
-from core.models import ConversationSession, LlmCall
+from core.models import ConversationSession
 from tests.support.fake_ollama import FakeOllama
+from tests.support.state import calls, session_row
 
 MODEL = "llama3.2:3b"
 
@@ -73,11 +74,6 @@ def _redis() -> redis.Redis:
     from core import services
 
     return services.redis_client()
-
-
-def calls(dbs: Session) -> list[LlmCall]:
-    dbs.expire_all()
-    return list(dbs.scalars(select(LlmCall).order_by(LlmCall.id)))
 
 
 def session_count(dbs: Session) -> int:
@@ -586,13 +582,6 @@ def test_usage_row_failure_keeps_the_reply_in_redis(
 
 
 # --- writes that failed when the turn ended are retried -------------------------------------
-
-
-def session_row(dbs: Session, sid: uuid.UUID) -> ConversationSession:
-    dbs.expire_all()
-    row = dbs.get(ConversationSession, sid)
-    assert row is not None
-    return row
 
 
 def test_a_reply_redis_refused_is_saved_by_save_again_once_redis_takes_writes(

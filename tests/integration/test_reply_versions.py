@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 
 from core import chat, database, drafts, export, history, llm, quota, sessions
 from core.errors import InvalidInput, NotFound, QuotaExceeded
-from core.models import ConversationSession, LlmCall
+from core.models import ConversationSession
 from core.turn import Turn
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import identity
+from tests.support.state import calls, session_row
 
 FIRST, SECOND = "llama3.2:3b", "qwen2.5:7b"
 
@@ -44,18 +45,6 @@ def sent(server: FakeOllama, model: str) -> list[tuple[str, str]]:
     """What the newest request for ``model`` carried: (role, content) after the persona."""
     body = [b for b in server.requests if b.get("model") == model][-1]
     return [(m["role"], m["content"]) for m in body["messages"][1:]]
-
-
-def calls(dbs: Session) -> list[LlmCall]:
-    dbs.expire_all()
-    return list(dbs.scalars(select(LlmCall).order_by(LlmCall.id)))
-
-
-def session_row(dbs: Session, sid: uuid.UUID) -> ConversationSession:
-    dbs.expire_all()
-    row = dbs.get(ConversationSession, sid)
-    assert row is not None
-    return row
 
 
 def test_regenerate_keeps_the_first_reply_and_saves_the_next_version(
