@@ -116,9 +116,11 @@ typecheck: install
 
 # The suite runs on every core plus one (pytest-xdist; each worker has its own databases): a
 # third of its time is spent waiting on subprocesses and browsers. A file stays on one worker
-# (loadfile), since the browser tests share an app process per module.
+# (loadfile), since the browser tests share an app process per module. Files are handed out in
+# the order tests/conftest.py sorts them (slowest kinds first); xdist's default reorder by
+# number of tests would start the few long browser files last and leave one worker finishing.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
-XDIST := -n $(TEST_WORKERS) --dist loadfile
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Compiled modules are kept (__pycache__, ignored by git) even where the environment says not
 # to write them: otherwise each worker rewrites every test module's asserts again, and each of
 # the hundreds of app and CLI processes the suite starts compiles core anew.
