@@ -48,7 +48,7 @@ help:
 	@echo "make run    start the app on http://localhost:$(PORT) (embedded PostgreSQL, Redis, LLM)"
 	@echo "make run WORKERS=3   three app processes behind HAProxy on the same port"
 	@echo "make test   ruff + mypy + the whole test suite"
-	@echo "make test-fast       unit and AppTest tests only (the edit loop, under a minute)"
+	@echo "make test-fast       unit and AppTest tests only (the edit loop, about 30 s)"
 	@echo "make test-services   integration tests against TEST_DATABASE_URL / TEST_REDIS_URL"
 	@echo "make screenshots     regenerate docs/screenshots/*.png (demo data, headless Chromium)"
 	@echo "make notebook        JupyterLab on notebooks/, with the app's data (installs it once)"
