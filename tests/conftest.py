@@ -64,6 +64,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank[item.nodeid])  # stable: file order within a kind
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, PostgreSQL runs as the system user ``pgserver``, which pgserver creates with
+    ``useradd`` when missing. Parallel workers each starting their server on a fresh machine
+    would race to create it (one got a uid that then vanished: "initdb: could not look up
+    effective user ID"), so the run's controller creates it once, before any worker starts."""
+    if hasattr(config, "workerinput") or os.environ.get("TEST_DATABASE_URL"):
+        return
+    if os.geteuid() == 0:
+        from pgserver.utils import ensure_user_exists
+
+        ensure_user_exists("pgserver")
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     # A run that collects nothing must fail loudly, never pass by running nothing.
     if not session.items and not session.config.option.collectonly:
