@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -234,11 +235,20 @@ def _tool_calls(calls: Any) -> tuple[ToolCall, ...]:
     return tuple(found)
 
 
+@functools.cache
+def _probe_client() -> httpx.Client:
+    """One client for every model-list probe: each new httpx client loads the CA bundle into an
+    SSL context (about 24 ms of CPU, even for an http:// host), and the list is asked for on
+    every refresh of the model picker. No connection is kept between probes, so a host that
+    went away is found gone at once rather than through a stale connection."""
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def ollama_models(host: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> list[str] | None:
     """The models an Ollama server at ``host`` has installed (GET /api/tags), or None when no
     Ollama answers there within ``timeout``."""
     try:
-        response = httpx.get(f"{host.rstrip('/')}/api/tags", timeout=timeout)
+        response = _probe_client().get(f"{host.rstrip('/')}/api/tags", timeout=timeout)
         listing = response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
