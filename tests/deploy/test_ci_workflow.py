@@ -100,10 +100,20 @@ def test_the_workflow_follows_the_github_workflow_schema() -> None:
 
 
 def test_ci_runs_what_make_test_runs(workflow: dict[str, Any]) -> None:
+    """make test is lint, then mypy beside the suite (one recipe); CI runs the same three as
+    named steps (make lint, make typecheck, make pytest), or make test itself."""
     makefile = (ROOT / "Makefile").read_text()
-    parts = re.search(r"^test: (.+)$", makefile, re.M).group(1).split()
+    test = re.search(r"^test: (.+)\n((?:\t.*\n)+)", makefile, re.M)
+    assert test, "no test target in the Makefile"
+    prerequisites, recipe = test.group(1).split(), test.group(2)
+    assert "lint" in prerequisites
+    for target in ("typecheck", "pytest"):
+        command = re.search(rf"^{target}: .*\n\t(.+)$", makefile, re.M).group(1)
+        runs = [line.lstrip("\t@") for line in recipe.splitlines()]
+        assert any(line.startswith(command) for line in runs), f"make test skips: {command}"
     commands = run_commands(workflow["jobs"]["test"])
-    assert all(f"make {target}" in commands for target in parts) or "make test" in commands
+    steps = ("lint", "typecheck", "pytest")
+    assert all(f"make {target}" in commands for target in steps) or "make test" in commands
 
 
 def test_tests_run_against_postgres_and_redis_service_containers(workflow: dict[str, Any]) -> None:
