@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import document_jobs
 from app.page import delete_with_confirmation, read, show_error
-from core import documents, retrieval
+from core import documents, passages, retrieval
 from core.accounts import Identity
 from core.errors import LedgerError
 from core.text import escape_markdown
@@ -122,8 +122,8 @@ def document_panel(user: Identity, info: documents.DocumentInfo) -> None:
 def marked(excerpt: str) -> str:
     """An excerpt as Markdown: its text escaped, the words found in bold."""
     parts = []
-    for i, piece in enumerate(excerpt.replace(retrieval.MARK_END, retrieval.MARK_START).split(
-        retrieval.MARK_START
+    for i, piece in enumerate(excerpt.replace(passages.MARK_END, passages.MARK_START).split(
+        passages.MARK_START
     )):  # fmt: skip
         text = escape_markdown(piece)
         parts.append(f"**{text}**" if i % 2 and text.strip() else text)

@@ -9,9 +9,10 @@ injection: the spreadsheet shows the text as written. Numbers are left alone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # a frame comes with pandas loaded; a single cell needs none of it
+    import pandas as pd
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -25,9 +26,11 @@ def inert_cell(value: Any) -> Any:
 
 def inert_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells (and text column names) are inert."""
+    from pandas.api.types import is_string_dtype  # loaded already: ``frame`` is pandas'
+
     safe = frame.copy()
     for column in safe.columns:
-        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column].dtype):
+        if safe[column].dtype == object or is_string_dtype(safe[column].dtype):
             safe[column] = safe[column].map(inert_cell)
     safe.columns = [inert_cell(c) for c in safe.columns]
     return safe

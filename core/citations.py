@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from core.retrieval import MARK_END, MARK_START, Hit
+from core.passages import MARK_END, MARK_START, Hit
 from core.text import escape_markdown_light
 
 OPEN, CLOSE = "<<<", ">>>"  # around each source's text in the prompt

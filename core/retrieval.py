@@ -36,13 +36,13 @@ from sqlalchemy.orm import Session
 from core import embeddings
 from core.errors import InvalidInput, LedgerError
 from core.models import Document, DocumentChunk
+from core.passages import MARK_END, MARK_START, Hit
 
 Mode = Literal["hybrid", "text", "vector"]
 MODES: tuple[Mode, ...] = ("hybrid", "text", "vector")
 CANDIDATES = 50  # taken from each method before fusing
 RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank)
 MAX_QUERY_CHARS = 2_000
-MARK_START, MARK_END = "⟪", "⟫"  # around the words found, in ``Hit.excerpt``
 _HEADLINE = (
     f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=45, MinWords=20, "
     'MaxFragments=2, FragmentDelimiter=" … "'
@@ -54,22 +54,6 @@ _ANY_WORD = text(
     "SELECT to_tsquery('simple', string_agg(quote_literal(replace(lexeme, '\\', '')), ' | '))"
     " FROM unnest(to_tsvector('english', :query))"
 )
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: int
-    document_id: uuid.UUID
-    document: str  # the document's name
-    page: int
-    heading: str | None
-    text: str
-    excerpt: str  # the passage around the words found, marked with MARK_START / MARK_END
-    score: float
-
-    @property
-    def label(self) -> str:
-        return f"{self.document} p. {self.page}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 from sqlalchemy import select
@@ -15,24 +16,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import (
-    citations,
-    data,
-    documents,
-    history,
-    metrics,
-    persona,
-    quota,
-    retrieval,
-    sessions,
-    tools,
-)
+from core import citations, history, metrics, persona, quota, sessions, tools
 from core.config import Settings
 from core.errors import LedgerError, LLMError, NotFound, ServiceUnavailable, first_line
 from core.llm import Backend
 from core.models import SessionDocument, SessionTable
 from core.services import engine_url_of
 from core.turn import SessionFactory, ToolBox, Turn, redis_unavailable
+
+# The chat's tables (core.data: pandas, DuckDB) and documents (core.documents, core.retrieval:
+# pypdf, NumPy) are loaded by the first turn of a chat that has some: most chats have neither,
+# and the terminal client then starts without them.
+if TYPE_CHECKING:
+    from core import data, documents
 
 
 def _db_url(db: Session) -> str:
@@ -90,13 +86,22 @@ def _prepare(
             row = sessions.get_for_owner(db, user_id=user_id, session_id=session_id)
         sid = row.id
         has_tables, has_papers = _attachments(db, sid) if session_id else (False, False)
-        attached = data.attached(db, user_id=user_id, session_id=sid) if has_tables else []
-        if tables is not None and {t.id for t in attached} != set(tables):
-            attached = data.attach(db, user_id=user_id, session_id=sid, tables=list(tables))
-        described = data.describe_for_model(db, user_id=user_id, tables=attached)
-        papers = documents.attached(db, user_id=user_id, session_id=sid) if has_papers else []
-        if docs is not None and {d.id for d in papers} != set(docs):
-            papers = documents.attach(db, user_id=user_id, session_id=sid, documents=list(docs))
+        attached: list[data.TableInfo] = []
+        described = ""
+        if has_tables or tables:
+            from core import data
+
+            attached = data.attached(db, user_id=user_id, session_id=sid) if has_tables else []
+            if tables is not None and {t.id for t in attached} != set(tables):
+                attached = data.attach(db, user_id=user_id, session_id=sid, tables=list(tables))
+            described = data.describe_for_model(db, user_id=user_id, tables=attached)
+        papers: list[documents.DocumentInfo] = []
+        if has_papers or docs:
+            from core import documents
+
+            papers = documents.attached(db, user_id=user_id, session_id=sid) if has_papers else []
+            if docs is not None and {d.id for d in papers} != set(docs):
+                papers = documents.attach(db, user_id=user_id, session_id=sid, documents=list(docs))
         if writes:
             try:
                 r.ping()  # before the commit: with Redis down, PostgreSQL gets nothing either
@@ -173,6 +178,8 @@ def _ground(
     has no documents). Vectors are used when an embedder is set and answers."""
     if not papers:
         return None
+    from core import retrieval
+
     db = session_factory()
     try:
         db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})  # reads only

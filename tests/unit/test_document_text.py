@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from core import chunks, citations, embeddings, extract
 from core.errors import InvalidInput
-from core.retrieval import Hit
+from core.passages import Hit
 from tests.support import filings
 from tests.support.strategies import any_text
 

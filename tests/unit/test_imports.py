@@ -160,3 +160,20 @@ def test_an_upward_import_is_caught() -> None:
     assert layer("core.services") < layer("core.chat") < layer("core.cli.chat") < layer("app.page")
     assert layer("core.client_address") == 0  # not core.cli's, whatever its name begins with
     assert layer("app.page") < layer("pages.chat")
+
+
+def test_a_chat_without_tables_or_documents_loads_none_of_their_libraries() -> None:
+    """The terminal client (and any turn of a chat with neither) starts without pandas, DuckDB,
+    sqlglot, pyarrow, pypdf or NumPy: they load with the first table or document."""
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "duckdb", "sqlglot", "pyarrow", "pypdf", "numpy")
+    probe = (
+        "import sys, core.cli.chat, core.chat, core.turn_saving, core.chat_display; "
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []
