@@ -238,7 +238,7 @@ def _tool_calls(calls: Any) -> tuple[ToolCall, ...]:
 @functools.cache
 def _probe_client() -> httpx.Client:
     """One client for every model-list probe: each new httpx client loads the CA bundle into an
-    SSL context (about 24 ms of CPU, even for an http:// host), and the list is asked for on
+    SSL context (about 20 ms of CPU, even for an http:// host), and the list is asked for on
     every refresh of the model picker. No connection is kept between probes, so a host that
     went away is found gone at once rather than through a stale connection."""
     return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
