@@ -182,7 +182,8 @@ test: lint install browser balancer
 	$(BIN)/mypy > $(MYPY_LOG) 2>&1 & mypy=$$!; \
 	$(PYTEST_ALL); status=$$?; \
 	echo "$(BIN)/mypy (ran beside pytest):"; \
-	if wait $$mypy; then cat $(MYPY_LOG); else cat $(MYPY_LOG); echo "error: mypy failed" >&2; status=1; fi; \
+	wait $$mypy; typed=$$?; cat $(MYPY_LOG); \
+	[ $$typed = 0 ] || { echo "error: mypy failed" >&2; status=1; }; \
 	exit $$status
 
 # The integration tests against other servers (each run creates and drops its own database;

@@ -107,9 +107,9 @@ def test_ci_runs_what_make_test_runs(workflow: dict[str, Any]) -> None:
     assert test, "no test target in the Makefile"
     prerequisites, recipe = test.group(1).split(), test.group(2)
     assert "lint" in prerequisites
+    runs = [line.lstrip("\t@") for line in recipe.splitlines()]
     for target in ("typecheck", "pytest"):
         command = re.search(rf"^{target}: .*\n\t(.+)$", makefile, re.M).group(1)
-        runs = [line.lstrip("\t@") for line in recipe.splitlines()]
         assert any(line.startswith(command) for line in runs), f"make test skips: {command}"
     commands = run_commands(workflow["jobs"]["test"])
     steps = ("lint", "typecheck", "pytest")

@@ -9,6 +9,8 @@ its own layer or lower ones, never a higher one, and nothing in core imports Str
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,9 +167,6 @@ def test_an_upward_import_is_caught() -> None:
 def test_a_chat_without_tables_or_documents_loads_none_of_their_libraries() -> None:
     """The terminal client (and any turn of a chat with neither) starts without pandas, DuckDB,
     sqlglot, pyarrow, pypdf or NumPy: they load with the first table or document."""
-    import subprocess
-    import sys
-
     heavy = ("pandas", "duckdb", "sqlglot", "pyarrow", "pypdf", "numpy")
     probe = (
         "import sys, core.cli.chat, core.chat, core.turn_saving, core.chat_display; "
