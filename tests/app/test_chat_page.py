@@ -19,6 +19,7 @@ from tests.conftest import ROOT
 from tests.support.chat_failures import LLM_FAILURES, LLMFailure, says_all
 from tests.support.fake_ollama import FakeOllama
 from tests.support.people import identity
+from tests.support.state import calls
 
 PAGE = str(ROOT / "pages" / "chat.py")
 
@@ -237,8 +238,7 @@ def test_redis_down_refuses_the_prompt_and_offers_it_back(
 
 
 def models_called(dbs: Session) -> list[str]:
-    dbs.expire_all()
-    return [c.model for c in dbs.scalars(select(LlmCall).order_by(LlmCall.id))]
+    return [c.model for c in calls(dbs)]
 
 
 def test_regenerate_answers_again_with_the_chosen_model_and_shows_both_versions(
